@@ -1,0 +1,75 @@
+//! `twin bench <name>`: benchmarks anyone can run. Each prints a readable table on
+//! stdout, then ONE JSON line with the figures (for scripts and the README).
+//! The measuring code lives in the crate it measures; this module only wires it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub bench: Bench,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Bench {
+    /// Vector store (embedded engine): upsert throughput, HNSW build time, search
+    /// latency p50/p99 with and without a subject filter.
+    Store(StoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Collection sizes in points, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [100_000usize, 1_000_000])]
+    pub sizes: Vec<usize>,
+    /// Vector size (the model's embedding size).
+    #[arg(long, default_value_t = 128)]
+    pub dim: usize,
+    /// Metric the collection is built for (cosine, dot, l2, l1).
+    #[arg(long, default_value = "cosine")]
+    pub metric: String,
+    /// Searches timed per size, with and without the filter each.
+    #[arg(long, default_value_t = 1_000)]
+    pub queries: usize,
+    /// Neighbours per search.
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    /// Points per upsert call (each waits until durable).
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Points per subject (the filtered search selects one subject).
+    #[arg(long, default_value_t = 10)]
+    pub points_per_subject: usize,
+    /// Directory for the benchmark stores (default: the system temp directory).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.bench {
+        Bench::Store(store) => run_store(store),
+    }
+}
+
+fn run_store(args: StoreArgs) -> anyhow::Result<()> {
+    let options = twin_store::bench::StoreBenchOptions {
+        sizes: args.sizes,
+        dim: args.dim,
+        metric: args.metric.parse().context("--metric")?,
+        queries: args.queries,
+        top_k: args.top_k,
+        batch: args.batch,
+        points_per_subject: args.points_per_subject,
+        data_dir: args.data_dir,
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let report = runtime
+        .block_on(twin_store::bench::run_store_bench(&options))
+        .context("store benchmark failed")?;
+    print!("{}", report.table());
+    println!("{}", report.json_line());
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! The domain's error type. Messages are lowercase, say what was wrong and, where it
+//! helps, what to do.
+
+use crate::metric::Metric;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("unknown metric {0:?}: expected one of l2, squared_l2, l1, dot, cosine, rbf")]
+    UnknownMetric(String),
+    #[error("vector has {actual} dimensions, expected {expected}")]
+    DimensionMismatch { expected: usize, actual: usize },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("no operating point for metric {metric} at target FAR {target_far}; available: {available}")]
+    NoOperatingPoint {
+        metric: Metric,
+        target_far: f64,
+        available: String,
+    },
+    #[error("invalid subject id: {0}")]
+    InvalidSubject(String),
+}

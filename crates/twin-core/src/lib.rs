@@ -1,0 +1,15 @@
+//! twin's domain: metrics, decisions, operating points, deterministic point ids,
+//! validation of identifiers, and the domain error type. No network, no async runtime.
+
+pub mod config;
+pub mod decision;
+pub mod error;
+pub mod ids;
+pub mod manifest;
+pub mod metric;
+pub mod npy;
+pub mod preprocess;
+pub mod subject;
+
+pub use error::CoreError;
+pub use metric::Metric;

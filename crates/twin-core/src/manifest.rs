@@ -1,0 +1,182 @@
+//! The model contract: a model is a directory holding `model.onnx` and `manifest.toml`.
+//! This module reads and checks the manifest on its own; checks against the ONNX graph
+//! itself (input rank, dimensions) happen where the graph is loaded (twin-embed).
+//! The format is documented in `models/README.md`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::OperatingPoint;
+use crate::metric::Metric;
+
+/// File names inside a model directory.
+pub const MANIFEST_FILE: &str = "manifest.toml";
+pub const ONNX_FILE: &str = "model.onnx";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelManifest {
+    /// Short name, e.g. "signature-v1"; what requests use in `model`.
+    pub name: String,
+    pub version: String,
+    /// sha256 of `model.onnx`, lowercase hex. Checked at load.
+    pub id: String,
+    /// False for development models with random weights.
+    pub trained: bool,
+    #[serde(default)]
+    pub description: String,
+    pub input: InputSpec,
+    pub preprocess: PreprocessSpec,
+    pub output: OutputSpec,
+    /// The metric the model was trained for; the store's collection uses it.
+    pub native_metric: Metric,
+    /// Target FAR of the operating point used when a request names none.
+    pub default_target_far: f64,
+    #[serde(default)]
+    pub operating_points: Vec<OperatingPoint>,
+    /// Evaluation figures, e.g. `eer_skilled_test = 0.087`.
+    #[serde(default)]
+    pub evaluation: BTreeMap<String, f64>,
+}
+
+/// The ONNX input tensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub name: String,
+    /// Channels, height, width; the batch axis N is dynamic.
+    pub channels: u32,
+    pub height: u32,
+    pub width: u32,
+}
+
+/// How an image becomes the input tensor (see `twin_core::preprocess`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessSpec {
+    /// Binarize with Otsu's threshold and drop the background.
+    #[serde(default = "default_true")]
+    pub binarize: bool,
+    /// Crop to the ink's bounding box before resizing.
+    #[serde(default = "default_true")]
+    pub crop_to_ink: bool,
+    /// Margin around the ink box, as a fraction of its larger side.
+    #[serde(default)]
+    pub margin: f32,
+    /// After scaling pixels to [0, 1] (ink = 1, background = 0), `(x - mean) / std`.
+    #[serde(default)]
+    pub mean: f32,
+    #[serde(default = "default_one")]
+    pub std: f32,
+}
+
+/// The ONNX output tensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub name: String,
+    pub embedding_size: u32,
+    /// Whether the graph already L2-normalizes its output.
+    pub l2_normalized: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_one() -> f32 {
+    1.0
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("model directory {dir}: {file} is missing")]
+    MissingFile { dir: PathBuf, file: &'static str },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid manifest: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("manifest {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl ModelManifest {
+    /// Reads `dir/manifest.toml` and checks it on its own terms.
+    pub fn load(dir: &Path) -> Result<Self, ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        if !path.is_file() {
+            return Err(ManifestError::MissingFile {
+                dir: dir.to_owned(),
+                file: MANIFEST_FILE,
+            });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let manifest: ModelManifest = toml::from_str(&text).map_err(|e| ManifestError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        manifest
+            .validate()
+            .map_err(|message| ManifestError::Invalid { path, message })?;
+        Ok(manifest)
+    }
+
+    /// Serializes to TOML (for `twin calibrate` and the training export).
+    pub fn to_toml(&self) -> String {
+        // Serializing plain structs of strings and numbers to TOML cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks what can be checked without the graph.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("name is empty".to_owned());
+        }
+        if self.id.len() != 64 || !self.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "id must be the sha256 of model.onnx (64 hex characters), got {:?}",
+                self.id
+            ));
+        }
+        let i = &self.input;
+        if i.channels == 0 || i.height == 0 || i.width == 0 {
+            return Err(format!(
+                "input shape [N, {}, {}, {}] has a zero dimension",
+                i.channels, i.height, i.width
+            ));
+        }
+        if self.output.embedding_size == 0 {
+            return Err("output.embedding_size is 0".to_owned());
+        }
+        if self.preprocess.std <= 0.0 || !self.preprocess.std.is_finite() {
+            return Err(format!(
+                "preprocess.std must be > 0, got {}",
+                self.preprocess.std
+            ));
+        }
+        if !(self.default_target_far > 0.0 && self.default_target_far < 1.0) {
+            return Err(format!(
+                "default_target_far must be in (0, 1), got {}",
+                self.default_target_far
+            ));
+        }
+        for point in &self.operating_points {
+            if !(point.target_far > 0.0 && point.target_far < 1.0) || !point.threshold.is_finite()
+            {
+                return Err(format!(
+                    "operating point {:?}: target_far must be in (0, 1) and threshold finite",
+                    point.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}

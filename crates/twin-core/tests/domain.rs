@@ -1,0 +1,187 @@
+//! Decisions, point ids, manifests and configuration.
+
+use twin_core::config::{redact_url_password, TwinConfig};
+use twin_core::decision::{
+    aggregate, decide, far_name, resolve_threshold, Aggregation, OperatingPoint, ThresholdChoice,
+};
+use twin_core::ids::{point_id, sha256_hex};
+use twin_core::manifest::ModelManifest;
+use twin_core::Metric;
+
+fn points() -> Vec<OperatingPoint> {
+    [(0.1, 0.5), (0.01, 0.7), (0.001, 0.85)]
+        .into_iter()
+        .map(|(far, threshold)| OperatingPoint {
+            name: far_name(far),
+            metric: Metric::Cosine,
+            target_far: far,
+            threshold,
+            measured_far: far,
+            measured_frr: 0.1,
+            calibrated_on: "validation".into(),
+        })
+        .collect()
+}
+
+#[test]
+fn far_names_read_as_percent() {
+    assert_eq!(far_name(0.01), "FAR 1 %");
+    assert_eq!(far_name(0.1), "FAR 10 %");
+    assert_eq!(far_name(0.001), "FAR 0.1 %");
+}
+
+#[test]
+fn threshold_comes_from_the_requested_operating_point() {
+    let p = points();
+    let r = resolve_threshold(&p, Metric::Cosine, ThresholdChoice::TargetFar(0.001), 0.01)
+        .expect("calibrated");
+    assert_eq!(r.threshold, 0.85);
+    assert_eq!(r.operating_point, "FAR 0.1 %");
+    let d = resolve_threshold(&p, Metric::Cosine, ThresholdChoice::Default, 0.01).expect("default");
+    assert_eq!(d.threshold, 0.7);
+    let e = resolve_threshold(&p, Metric::L2, ThresholdChoice::Explicit(-0.4), 0.01)
+        .expect("explicit");
+    assert_eq!((e.threshold, e.operating_point.as_str()), (-0.4, "explicit"));
+}
+
+#[test]
+fn an_uncalibrated_target_lists_what_is_available() {
+    let err = resolve_threshold(&points(), Metric::Cosine, ThresholdChoice::TargetFar(0.05), 0.01)
+        .expect_err("0.05 is not calibrated");
+    let message = err.to_string();
+    assert!(message.contains("0.05") && message.contains("FAR 1 %"), "{message}");
+    let err = resolve_threshold(&points(), Metric::L1, ThresholdChoice::Default, 0.01)
+        .expect_err("no l1 points");
+    assert!(err.to_string().contains("explicit threshold"), "{err}");
+}
+
+#[test]
+fn decision_is_score_at_least_threshold() {
+    assert!(decide(0.7, 0.7));
+    assert!(decide(0.71, 0.7));
+    assert!(!decide(0.69, 0.7));
+    assert!(decide(-0.2, -0.3));
+}
+
+#[test]
+fn aggregation_best_mean_and_k_of_n() {
+    let scores = [0.2, 0.9, 0.5, 0.7];
+    assert_eq!(aggregate(&scores, Aggregation::Best).expect("best"), (0.9, 1));
+    let (mean, _) = aggregate(&scores, Aggregation::Mean).expect("mean");
+    assert!((mean - 0.575).abs() < 1e-12);
+    assert_eq!(aggregate(&scores, Aggregation::KOfN(2)).expect("2-of-n"), (0.7, 3));
+    assert_eq!(aggregate(&scores, Aggregation::KOfN(4)).expect("4-of-n"), (0.2, 0));
+    assert!(aggregate(&scores, Aggregation::KOfN(5)).is_err());
+    assert!(aggregate(&scores, Aggregation::KOfN(0)).is_err());
+    assert!(aggregate(&[], Aggregation::Best).is_err());
+}
+
+#[test]
+fn point_ids_are_deterministic_and_distinguish_every_part() {
+    let sha = sha256_hex(b"image bytes");
+    assert_eq!(sha.len(), 64);
+    let a = point_id("m1", "alice", &sha);
+    assert_eq!(a, point_id("m1", "alice", &sha));
+    assert_eq!(a.get_version_num(), 5);
+    assert_ne!(a, point_id("m2", "alice", &sha));
+    assert_ne!(a, point_id("m1", "bob", &sha));
+    assert_ne!(a, point_id("m1", "alice", &sha256_hex(b"other")));
+    // Joining must not be ambiguous: ("ab", "c") and ("a", "bc") differ.
+    assert_ne!(point_id("m", "ab", "c"), point_id("m", "a", "bc"));
+}
+
+#[test]
+fn sha256_matches_a_known_vector() {
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+const MANIFEST: &str = r#"
+name = "demo"
+version = "1"
+id = "0000000000000000000000000000000000000000000000000000000000000000"
+trained = false
+native_metric = "cosine"
+default_target_far = 0.01
+
+[input]
+name = "image"
+channels = 1
+height = 80
+width = 160
+
+[preprocess]
+
+[output]
+name = "embedding"
+embedding_size = 128
+l2_normalized = true
+
+[[operating_points]]
+name = "FAR 1 %"
+metric = "cosine"
+target_far = 0.01
+threshold = 0.8
+"#;
+
+#[test]
+fn manifest_loads_and_rejects_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = ModelManifest::load(dir.path()).expect_err("no manifest yet");
+    assert!(err.to_string().contains("manifest.toml is missing"), "{err}");
+
+    std::fs::write(dir.path().join("manifest.toml"), MANIFEST).expect("write");
+    let m = ModelManifest::load(dir.path()).expect("valid manifest");
+    assert_eq!(m.input.height, 80);
+    assert!(m.preprocess.binarize && m.preprocess.crop_to_ink);
+    assert_eq!(m.preprocess.std, 1.0);
+    assert_eq!(m.operating_points[0].metric, Metric::Cosine);
+
+    let bad = MANIFEST.replace("embedding_size = 128", "embedding_size = 0");
+    std::fs::write(dir.path().join("manifest.toml"), bad).expect("write");
+    let err = ModelManifest::load(dir.path()).expect_err("zero embedding size");
+    assert!(err.to_string().contains("embedding_size"), "{err}");
+
+    let bad = MANIFEST.replace("id = \"0000", "id = \"zz00");
+    std::fs::write(dir.path().join("manifest.toml"), bad).expect("write");
+    assert!(ModelManifest::load(dir.path()).is_err());
+}
+
+#[test]
+fn config_layers_defaults_file_and_env() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("twin.toml");
+    std::fs::write(&file, "[queue]\nbackend = \"rabbitmq\"\n[worker]\nbatch_size = 8\n").expect("write");
+    let env = vec![
+        ("TWIN_WORKER__BATCH_SIZE".to_owned(), "16".to_owned()),
+        ("TWIN_STORE__API_KEY".to_owned(), "s3cret".to_owned()),
+        ("UNRELATED".to_owned(), "x".to_owned()),
+    ];
+    let config = TwinConfig::load(Some(&file), env).expect("valid");
+    assert_eq!(config.queue.backend, "rabbitmq");
+    assert_eq!(config.worker.batch_size, 16, "env wins over the file");
+    assert_eq!(config.gateway, TwinConfig::default().gateway);
+    let shown = config.redacted_toml();
+    assert!(!shown.contains("s3cret") && !shown.contains("guest:guest"), "{shown}");
+
+    let err = TwinConfig::load(None, vec![("TWIN_WORKER__BATCH_SIZE".into(), "many".into())])
+        .expect_err("not a number");
+    assert!(err.to_string().contains("TWIN_WORKER__BATCH_SIZE"), "{err}");
+    let err = TwinConfig::load(None, vec![("TWIN_WORKER__NOPE".into(), "1".into())])
+        .expect_err("unknown key");
+    assert!(err.to_string().contains("nope"), "{err}");
+    let err = TwinConfig::load(None, vec![("TWIN_STORE__BACKEND".into(), "qdrant".into())])
+        .expect_err("qdrant needs a url");
+    assert!(err.to_string().contains("store.url"), "{err}");
+}
+
+#[test]
+fn url_passwords_are_redacted() {
+    assert_eq!(
+        redact_url_password("amqp://user:pw@host:5672/%2f"),
+        "amqp://user:***@host:5672/%2f"
+    );
+    assert_eq!(redact_url_password("http://qdrant:6334"), "http://qdrant:6334");
+}

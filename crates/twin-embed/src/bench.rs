@@ -1,0 +1,268 @@
+//! `twin bench embed`: images per second through the micro-batcher under concurrent
+//! callers, against raw ONNX Runtime runs at the same batch size on the same model, with
+//! the same provider, session count and thread settings, in the same process and run.
+//!
+//! Raw: one thread per pool session, each running fixed batches of `b` in a loop.
+//! Batched: `c` async callers, each embedding one image at a time through the batcher.
+//! The ratio batched(c = 32) / raw(b = 32) is the batcher's overhead; the target is ≥ 0.9.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::EmbedError;
+use crate::session::{ActiveProvider, PoolSize};
+use crate::Embedder;
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchOptions {
+    /// Batch sizes (raw) and caller counts (batched).
+    pub sizes: Vec<usize>,
+    /// Measured time per point, after a short warm-up.
+    pub seconds: f64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            sizes: vec![1, 8, 32, 64],
+            seconds: 3.0,
+        }
+    }
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchRow {
+    /// Raw batch size = number of concurrent batched callers.
+    pub size: usize,
+    pub raw_ips: f64,
+    pub batched_ips: f64,
+    /// Images per ONNX run the batcher achieved.
+    pub batched_mean_batch: f64,
+}
+
+/// The benchmark's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub model_trained: bool,
+    pub provider: ActiveProvider,
+    pub pool: PoolSize,
+    pub max_batch: usize,
+    pub max_wait_us: u64,
+    pub seconds_per_point: f64,
+    pub rows: Vec<BenchRow>,
+}
+
+impl BenchReport {
+    fn row(&self, size: usize) -> Option<&BenchRow> {
+        self.rows.iter().find(|r| r.size == size)
+    }
+
+    /// batched(c = 32) / raw(b = 32), when both were measured.
+    pub fn ratio(&self) -> Option<f64> {
+        self.row(32)
+            .filter(|r| r.raw_ips > 0.0)
+            .map(|r| r.batched_ips / r.raw_ips)
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "embed benchmark: model {}{}, provider {} ({}), {} session(s) x {} intra-op thread(s), \
+             max_batch {}, max_wait {} us, {:.1} s per point",
+            self.model,
+            if self.model_trained { "" } else { " (UNTRAINED)" },
+            self.provider.name,
+            self.provider.reason,
+            self.pool.sessions,
+            self.pool.intra_threads,
+            self.max_batch,
+            self.max_wait_us,
+            self.seconds_per_point
+        );
+        let _ = writeln!(
+            out,
+            "{:>6} | {:>14} | {:>18} | {:>10} | {:>6}",
+            "size", "raw batch img/s", "batched callers img/s", "mean batch", "ratio"
+        );
+        let _ = writeln!(out, "{}", "-".repeat(69));
+        for r in &self.rows {
+            let ratio = if r.raw_ips > 0.0 {
+                r.batched_ips / r.raw_ips
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                out,
+                "{:>6} | {:>15.1} | {:>21.1} | {:>10.1} | {:>6.3}",
+                r.size, r.raw_ips, r.batched_ips, r.batched_mean_batch, ratio
+            );
+        }
+        out
+    }
+
+    /// The one JSON line every twin benchmark ends with.
+    pub fn json_line(&self) -> String {
+        let mut fields = serde_json::Map::new();
+        fields.insert("bench".into(), "embed".into());
+        fields.insert("model".into(), self.model.clone().into());
+        fields.insert("provider".into(), self.provider.name.into());
+        fields.insert("sessions".into(), self.pool.sessions.into());
+        fields.insert("intra_threads".into(), self.pool.intra_threads.into());
+        fields.insert("max_batch".into(), self.max_batch.into());
+        for r in &self.rows {
+            fields.insert(format!("raw_b{}_ips", r.size), round1(r.raw_ips).into());
+            fields.insert(format!("batched_c{}_ips", r.size), round1(r.batched_ips).into());
+        }
+        if let Some(ratio) = self.ratio() {
+            fields.insert("ratio".into(), ((ratio * 1000.0).round() / 1000.0).into());
+        }
+        serde_json::Value::Object(fields).to_string()
+    }
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// Runs the benchmark on a loaded embedder. Creates its own async runtime for the
+/// callers, so call it from synchronous code.
+pub fn run_embed_bench(
+    embedder: &Embedder,
+    options: &BenchOptions,
+) -> Result<BenchReport, EmbedError> {
+    let pool = embedder.pool();
+    let seconds = Duration::from_secs_f64(options.seconds.max(0.1));
+    let warmup = Duration::from_secs_f64((options.seconds / 5.0).clamp(0.1, 1.0));
+    let image = pseudo_image(embedder.tensor_len());
+
+    let mut raw_sessions = (0..pool.sessions)
+        .map(|_| embedder.standalone_session())
+        .collect::<Result<Vec<_>, _>>()?;
+    let callers = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| EmbedError::Session(format!("cannot start the benchmark's runtime: {e}")))?;
+
+    let mut rows = Vec::new();
+    for &size in &options.sizes {
+        let size = size.max(1);
+        let batch: Vec<f32> = image.repeat(size);
+        raw_images_per_second(&mut raw_sessions, &batch, size, warmup)?;
+        let raw_ips = raw_images_per_second(&mut raw_sessions, &batch, size, seconds)?;
+
+        callers.block_on(batched_images_per_second(embedder, &image, size, warmup))?;
+        let before = embedder.stats();
+        let batched_ips =
+            callers.block_on(batched_images_per_second(embedder, &image, size, seconds))?;
+        let after = embedder.stats();
+        let runs = after.batches.saturating_sub(before.batches);
+        let batched_mean_batch = if runs == 0 {
+            0.0
+        } else {
+            after.images.saturating_sub(before.images) as f64 / runs as f64
+        };
+        tracing::info!(size, raw_ips, batched_ips, batched_mean_batch, "embed bench point");
+        rows.push(BenchRow {
+            size,
+            raw_ips,
+            batched_ips,
+            batched_mean_batch,
+        });
+    }
+
+    Ok(BenchReport {
+        model: embedder.manifest().name.clone(),
+        model_trained: embedder.manifest().trained,
+        provider: embedder.provider().clone(),
+        pool,
+        max_batch: embedder.max_batch(),
+        max_wait_us: embedder.config().max_wait_us,
+        seconds_per_point: options.seconds,
+        rows,
+    })
+}
+
+/// Every session runs `batch` (of `size` images) back to back on its own thread.
+fn raw_images_per_second(
+    sessions: &mut [crate::ModelSession],
+    batch: &[f32],
+    size: usize,
+    duration: Duration,
+) -> Result<f64, EmbedError> {
+    let images = AtomicU64::new(0);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let results: Vec<Result<(), EmbedError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sessions
+            .iter_mut()
+            .map(|session| {
+                let images = &images;
+                scope.spawn(move || {
+                    while Instant::now() < deadline {
+                        session.run(batch, size)?;
+                        images.fetch_add(size as u64, Ordering::Relaxed);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(EmbedError::Inference("a benchmark thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    for result in results {
+        result?;
+    }
+    Ok(images.into_inner() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `callers` tasks each embed one image at a time, back to back.
+async fn batched_images_per_second(
+    embedder: &Embedder,
+    image: &[f32],
+    callers: usize,
+    duration: Duration,
+) -> Result<f64, EmbedError> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let embedder = embedder.clone();
+        let image = image.to_vec();
+        tasks.spawn(async move {
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                embedder.embed(image.clone()).await?;
+                done += 1;
+            }
+            Ok::<u64, EmbedError>(done)
+        });
+    }
+    let mut images = 0u64;
+    while let Some(joined) = tasks.join_next().await {
+        images += joined
+            .map_err(|e| EmbedError::Inference(format!("a benchmark caller failed: {e}")))??;
+    }
+    Ok(images as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Deterministic stand-in for a preprocessed image (the work of a CNN does not depend on
+/// pixel values).
+fn pseudo_image(len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % 1000) as f32 / 1000.0)
+        .collect()
+}

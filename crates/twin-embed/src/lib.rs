@@ -1,0 +1,289 @@
+//! twin-embed turns images into vectors with one branch of a siamese network, exported
+//! to ONNX and run by ONNX Runtime through `ort`. Both the gateway (single queries, low
+//! latency) and the worker (enrolment batches, throughput) use the same [`Embedder`].
+//!
+//! - [`runtime`]: the process's one ONNX Runtime environment and where its library is found;
+//! - [`model`]: the model contract checked at load (manifest, sha256, graph shapes);
+//! - [`session`]: execution providers (`auto` / `cuda` / `cpu`) and pool sizing;
+//! - `batcher`: the dynamic micro-batcher on dedicated session threads;
+//! - [`bench`]: `twin bench embed`.
+//!
+//! **Outputs are returned exactly as the graph computes them.** Twin never renormalizes:
+//! a manifest with `l2_normalized = true` is checked at load by probing the graph, and
+//! for `cosine` the score does not depend on the norm anyway (Qdrant normalizes cosine
+//! collections itself), while for `l2`/`dot` rescaling would silently change the model's
+//! metric. Keeping outputs raw is also what lets the golden test compare twin with
+//! onnxruntime-Python to 1e-5.
+
+pub mod bench;
+mod batcher;
+pub mod error;
+pub mod model;
+mod registry;
+pub mod runtime;
+pub mod session;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use twin_core::config::EmbedConfig;
+use twin_core::manifest::ModelManifest;
+use twin_core::preprocess::{preprocess_image, ImageLimits, PreprocessError};
+
+pub use batcher::BatcherStats;
+pub use error::EmbedError;
+pub use model::ModelFiles;
+pub use registry::ModelRegistry;
+pub use session::{ActiveProvider, ModelSession, PoolSize};
+
+use batcher::Batcher;
+
+/// Tolerance on the norm of outputs of a graph whose manifest says they are L2-normalized.
+const NORM_TOLERANCE: f32 = 1e-3;
+
+/// A loaded model with its session pool and micro-batcher.
+///
+/// ```no_run
+/// # async fn demo(png: Vec<u8>) -> Result<(), twin_embed::EmbedError> {
+/// use twin_core::config::EmbedConfig;
+/// let embedder = twin_embed::Embedder::load("models/signature-dev".as_ref(), &EmbedConfig::default())?;
+/// println!("running on {} ({})", embedder.provider().name, embedder.provider().reason);
+/// let vector = embedder.embed_image(png).await?;
+/// assert_eq!(vector.len(), embedder.manifest().output.embedding_size as usize);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Embedder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    model: ModelFiles,
+    provider: ActiveProvider,
+    pool: PoolSize,
+    limits: ImageLimits,
+    config: EmbedConfig,
+    runtime: &'static runtime::Runtime,
+    batcher: Batcher,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("model", &self.inner.model.manifest.name)
+            .field("provider", &self.inner.provider)
+            .field("pool", &self.inner.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Embedder {
+    /// Loads the model in `dir` (see `models/README.md`), creates the session pool on the
+    /// configured provider, probes the graph once and starts the batcher.
+    pub fn load(dir: &Path, config: &EmbedConfig) -> Result<Self, EmbedError> {
+        let runtime = runtime::runtime(&config.ort_library)?;
+        let model = ModelFiles::load(dir)?;
+        let first_intra = PoolSize::plan(
+            config,
+            &ActiveProvider {
+                name: "cpu",
+                reason: String::new(),
+            },
+        )
+        .intra_threads;
+        let (mut first, provider) =
+            ModelSession::create_first(runtime, &model, config.provider, first_intra)?;
+        let pool = PoolSize::plan(config, &provider);
+        if provider.name == "cuda" {
+            tracing::info!(model = %model.manifest.name, provider = provider.name, reason = %provider.reason, "embedding provider chosen");
+        } else {
+            tracing::warn!(model = %model.manifest.name, provider = provider.name, reason = %provider.reason, "embedding provider chosen");
+        }
+        probe(&mut first, &model)?;
+
+        let mut sessions = vec![first];
+        for _ in 1..pool.sessions {
+            sessions.push(ModelSession::create_like(
+                runtime,
+                &model,
+                &provider,
+                pool.intra_threads,
+            )?);
+        }
+        let batcher = Batcher::start(
+            sessions,
+            config.max_batch,
+            Duration::from_micros(config.max_wait_us),
+            model.embedding_size(),
+        )?;
+        tracing::info!(
+            model = %model.manifest.name,
+            id = %model.manifest.id,
+            trained = model.manifest.trained,
+            sessions = pool.sessions,
+            intra_threads = pool.intra_threads,
+            max_batch = config.max_batch,
+            max_wait_us = config.max_wait_us,
+            "embedding model loaded"
+        );
+        if !model.manifest.trained {
+            tracing::warn!(model = %model.manifest.name, "model is UNTRAINED (development only); its decisions are meaningless");
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                limits: ImageLimits::from(config),
+                model,
+                provider,
+                pool,
+                config: config.clone(),
+                runtime,
+                batcher,
+            }),
+        })
+    }
+
+    pub fn manifest(&self) -> &ModelManifest {
+        &self.inner.model.manifest
+    }
+
+    /// The provider the sessions run on and why (for health and metrics).
+    pub fn provider(&self) -> &ActiveProvider {
+        &self.inner.provider
+    }
+
+    pub fn pool(&self) -> PoolSize {
+        self.inner.pool
+    }
+
+    /// The largest batch one ONNX run takes.
+    pub fn max_batch(&self) -> usize {
+        self.inner.batcher.max_batch()
+    }
+
+    pub fn stats(&self) -> BatcherStats {
+        self.inner.batcher.stats()
+    }
+
+    /// Number of f32 values of one preprocessed image (C·H·W).
+    pub fn tensor_len(&self) -> usize {
+        self.inner.model.tensor_len()
+    }
+
+    /// The model's preprocessing of one encoded image (CPU-heavy: call it off the async
+    /// executor, as [`Embedder::embed_image`] does).
+    pub fn preprocess(&self, image: &[u8]) -> Result<Vec<f32>, PreprocessError> {
+        let m = &self.inner.model.manifest;
+        preprocess_image(image, &m.preprocess, &m.input, &self.inner.limits)
+    }
+
+    /// A new session on the same model, provider and thread settings, outside the pool
+    /// (the benchmark's raw baseline).
+    pub fn standalone_session(&self) -> Result<ModelSession, EmbedError> {
+        ModelSession::create_like(
+            self.inner.runtime,
+            &self.inner.model,
+            &self.inner.provider,
+            self.inner.pool.intra_threads,
+        )
+    }
+
+    /// Embeds one preprocessed image through the micro-batcher.
+    pub async fn embed(&self, tensor: Vec<f32>) -> Result<Vec<f32>, EmbedError> {
+        self.check_len(&tensor)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.batcher.submit(
+            tensor,
+            1,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        );
+        single(rx.await.map_err(|_| EmbedError::Closed)?)
+    }
+
+    /// Preprocesses an encoded image on the blocking pool, then embeds it. A bad image
+    /// fails here, alone. Must be called within a tokio runtime.
+    pub async fn embed_image(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
+        let this = self.clone();
+        let tensor = tokio::task::spawn_blocking(move || this.preprocess(&image))
+            .await
+            .map_err(|e| EmbedError::Inference(format!("preprocessing task failed: {e}")))??;
+        self.embed(tensor).await
+    }
+
+    /// Embeds preprocessed images synchronously, in order, through the same batcher and
+    /// sessions (batches larger than `max_batch` are split). Blocks the calling thread:
+    /// call it from a worker thread or `spawn_blocking`, never on the async executor.
+    pub fn embed_batch(&self, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        for tensor in tensors {
+            self.check_len(tensor)?;
+        }
+        let mut pending = Vec::new();
+        for chunk in tensors.chunks(self.max_batch()) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            self.inner.batcher.submit(
+                chunk.concat(),
+                chunk.len(),
+                Box::new(move |result| {
+                    let _ = tx.send(result);
+                }),
+            );
+            pending.push(rx);
+        }
+        let mut out = Vec::with_capacity(tensors.len());
+        for rx in pending {
+            out.extend(rx.recv().map_err(|_| EmbedError::Closed)??);
+        }
+        Ok(out)
+    }
+
+    fn check_len(&self, tensor: &[f32]) -> Result<(), EmbedError> {
+        let expected = self.tensor_len();
+        if tensor.len() != expected {
+            let i = &self.inner.model.manifest.input;
+            return Err(EmbedError::InvalidInput(format!(
+                "tensor has {} values, model {:?} takes [{}, {}, {}] = {expected}",
+                tensor.len(),
+                self.inner.model.manifest.name,
+                i.channels,
+                i.height,
+                i.width
+            )));
+        }
+        Ok(())
+    }
+
+    /// The configuration the embedder was loaded with.
+    pub fn config(&self) -> &EmbedConfig {
+        &self.inner.config
+    }
+}
+
+fn single(result: Result<Vec<Vec<f32>>, EmbedError>) -> Result<Vec<f32>, EmbedError> {
+    result?
+        .pop()
+        .ok_or_else(|| EmbedError::Inference("the batch returned no embedding".to_owned()))
+}
+
+/// Runs one deterministic image through the first session: checks the output is finite
+/// and, when the manifest says so, L2-normalized; warms the session up.
+fn probe(session: &mut ModelSession, model: &ModelFiles) -> Result<(), EmbedError> {
+    let tensor: Vec<f32> = (0..model.tensor_len())
+        .map(|i| ((i * 7919) % 101) as f32 / 100.0)
+        .collect();
+    let output = session.run(&tensor, 1)?;
+    if output.iter().any(|v| !v.is_finite()) {
+        return Err(model.error("the graph outputs non-finite values for a probe image".into()));
+    }
+    if model.manifest.output.l2_normalized {
+        let norm = output.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if (norm - 1.0).abs() > NORM_TOLERANCE {
+            return Err(model.error(format!(
+                "the manifest says output.l2_normalized = true but a probe output has norm \
+                 {norm}; fix the manifest or add the normalization to the graph"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! ONNX sessions of one model: choosing the execution provider (`auto`, `cuda`, `cpu`),
+//! sizing the pool to the hardware, and running one batch. The micro-batcher and the
+//! benchmark's raw baseline both run batches through [`ModelSession::run`], so they
+//! measure the same code.
+
+use ort::ep::{self, ExecutionProvider};
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::Session;
+use ort::value::TensorRef;
+use serde::Serialize;
+use twin_core::config::{EmbedConfig, ProviderChoice};
+
+use crate::error::EmbedError;
+use crate::model::ModelFiles;
+use crate::runtime::Runtime;
+
+/// The execution provider the sessions run on, and why it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActiveProvider {
+    /// "cuda" or "cpu".
+    pub name: &'static str,
+    /// Why: the configuration asked for it, or why CUDA was not used under `auto`.
+    pub reason: String,
+}
+
+/// How many sessions run in parallel and how many threads each uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PoolSize {
+    pub sessions: usize,
+    pub intra_threads: usize,
+}
+
+impl PoolSize {
+    /// Sizes the pool: explicit configuration wins; otherwise on CPU one session per four
+    /// cores with (up to) four intra-op threads each, and on CUDA two sessions so one
+    /// batch's host work overlaps the other's GPU work.
+    pub fn plan(config: &EmbedConfig, provider: &ActiveProvider) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let intra_threads = match config.intra_threads {
+            0 => cores.min(4),
+            n => n,
+        };
+        let sessions = match (config.sessions, provider.name) {
+            (0, "cuda") => 2,
+            (0, _) => (cores / intra_threads).max(1),
+            (n, _) => n,
+        };
+        Self {
+            sessions,
+            intra_threads,
+        }
+    }
+}
+
+/// One ONNX session of a model; `run` takes `&mut self` as ONNX Runtime requires.
+pub struct ModelSession {
+    session: Session,
+    input_name: String,
+    output_name: String,
+    /// [C, H, W] of one image.
+    image_dims: [usize; 3],
+    embedding_size: usize,
+}
+
+impl std::fmt::Debug for ModelSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelSession")
+            .field("input", &self.input_name)
+            .field("output", &self.output_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModelSession {
+    /// Creates the first session of a model, choosing the provider as `choice` says, and
+    /// checks the graph against the manifest.
+    pub fn create_first(
+        runtime: &Runtime,
+        model: &ModelFiles,
+        choice: ProviderChoice,
+        intra_threads: usize,
+    ) -> Result<(Self, ActiveProvider), EmbedError> {
+        let (session, provider) = match choice {
+            ProviderChoice::Cpu => (
+                cpu_session(runtime, model, intra_threads)?,
+                ActiveProvider {
+                    name: "cpu",
+                    reason: "embed.provider = cpu".to_owned(),
+                },
+            ),
+            ProviderChoice::Cuda => (
+                cuda_session(runtime, model, intra_threads).map_err(EmbedError::CudaUnavailable)?,
+                ActiveProvider {
+                    name: "cuda",
+                    reason: "embed.provider = cuda".to_owned(),
+                },
+            ),
+            ProviderChoice::Auto => match cuda_session(runtime, model, intra_threads) {
+                Ok(session) => (
+                    session,
+                    ActiveProvider {
+                        name: "cuda",
+                        reason: "embed.provider = auto and the CUDA execution provider started"
+                            .to_owned(),
+                    },
+                ),
+                Err(why) => (
+                    cpu_session(runtime, model, intra_threads)?,
+                    ActiveProvider {
+                        name: "cpu",
+                        reason: format!("embed.provider = auto, CUDA not used: {why}"),
+                    },
+                ),
+            },
+        };
+        model.check_graph(&session)?;
+        Ok((Self::wrap(session, model), provider))
+    }
+
+    /// Creates another session on an already chosen provider (pool members, benchmark).
+    pub fn create_like(
+        runtime: &Runtime,
+        model: &ModelFiles,
+        provider: &ActiveProvider,
+        intra_threads: usize,
+    ) -> Result<Self, EmbedError> {
+        let session = if provider.name == "cuda" {
+            cuda_session(runtime, model, intra_threads).map_err(EmbedError::CudaUnavailable)?
+        } else {
+            cpu_session(runtime, model, intra_threads)?
+        };
+        Ok(Self::wrap(session, model))
+    }
+
+    fn wrap(session: Session, model: &ModelFiles) -> Self {
+        let i = &model.manifest.input;
+        Self {
+            session,
+            input_name: i.name.clone(),
+            output_name: model.manifest.output.name.clone(),
+            image_dims: [i.channels as usize, i.height as usize, i.width as usize],
+            embedding_size: model.embedding_size(),
+        }
+    }
+
+    /// Runs `count` images stacked in `input` (count·C·H·W values); returns count·D
+    /// values, exactly as the graph produced them.
+    pub fn run(&mut self, input: &[f32], count: usize) -> Result<Vec<f32>, EmbedError> {
+        let [c, h, w] = self.image_dims;
+        if count == 0 || input.len() != count * c * h * w {
+            return Err(EmbedError::InvalidInput(format!(
+                "{} values do not make {count} images of [{c}, {h}, {w}]",
+                input.len()
+            )));
+        }
+        let tensor = TensorRef::from_array_view(([count, c, h, w], input))
+            .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let value = outputs.get(&self.output_name).ok_or_else(|| {
+            EmbedError::Inference(format!("the run produced no output {:?}", self.output_name))
+        })?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        if shape.len() != 2
+            || shape[0] != count as i64
+            || shape[1] != self.embedding_size as i64
+            || data.len() != count * self.embedding_size
+        {
+            return Err(EmbedError::Inference(format!(
+                "output {:?} has shape {shape:?}, expected [{count}, {}]",
+                self.output_name, self.embedding_size
+            )));
+        }
+        Ok(data.to_vec())
+    }
+}
+
+fn builder(runtime: &Runtime, intra_threads: usize) -> Result<SessionBuilder, EmbedError> {
+    let session_error = |e: String| EmbedError::Session(e);
+    Session::builder(&runtime.environment)
+        .map_err(|e| session_error(e.to_string()))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| session_error(e.to_string()))?
+        .with_intra_threads(intra_threads)
+        .map_err(|e| session_error(e.to_string()))?
+        .with_inter_threads(1)
+        .map_err(|e| session_error(e.to_string()))
+}
+
+fn cpu_session(
+    runtime: &Runtime,
+    model: &ModelFiles,
+    intra_threads: usize,
+) -> Result<Session, EmbedError> {
+    builder(runtime, intra_threads)?
+        .commit_from_memory(&model.onnx)
+        .map_err(|e| model.error(format!("onnx runtime cannot load model.onnx: {e}")))
+}
+
+/// A session on the CUDA execution provider, or why there can be none.
+fn cuda_session(
+    runtime: &Runtime,
+    model: &ModelFiles,
+    intra_threads: usize,
+) -> Result<Session, String> {
+    match ep::CUDA::is_available() {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(format!(
+                "the onnx runtime library {} has no CUDA execution provider (it is the \
+                 CPU-only build)",
+                runtime.library().display()
+            ))
+        }
+        Err(e) => return Err(format!("cannot list execution providers: {e}")),
+    }
+    let builder = builder(runtime, intra_threads).map_err(|e| e.to_string())?;
+    builder
+        .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+        .map_err(|e| format!("registering the CUDA execution provider failed: {e}"))?
+        .commit_from_memory(&model.onnx)
+        .map_err(|e| format!("creating a session on CUDA failed: {e}"))
+}

@@ -1,0 +1,160 @@
+//! Builds the gRPC server: the twin services, standard health and reflection, message
+//! limits, deadlines, admission control (auth, load shedding), optional TLS and a
+//! graceful shutdown with a deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use twin_core::config::GatewayConfig;
+use twin_proto::v1::enrollment_server::EnrollmentServer;
+use twin_proto::v1::models_server::ModelsServer;
+use twin_proto::v1::similarity_server::SimilarityServer;
+use twin_proto::v1::verification_server::VerificationServer;
+
+use crate::auth::{ApiKeys, AuthError};
+use crate::layers::AdmissionLayer;
+use crate::metrics::GatewayMetrics;
+use crate::service::enrollment::EnrollmentService;
+use crate::service::models::ModelsService;
+use crate::service::similarity::SimilarityService;
+use crate::service::verification::VerificationService;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("tls: {0}")]
+    Tls(String),
+    #[error("reflection service: {0}")]
+    Reflection(String),
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A bound, not yet serving, gateway: the address is known (useful with port 0).
+pub struct BoundGateway {
+    listener: TcpListener,
+    pub addr: SocketAddr,
+}
+
+impl BoundGateway {
+    pub async fn bind(addr: &str) -> Result<Self, ServeError> {
+        let bind_error = |source| ServeError::Bind {
+            addr: addr.to_owned(),
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        Ok(Self { listener, addr })
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight calls finish for at most
+    /// `config.shutdown_deadline_s`.
+    pub async fn serve(
+        self,
+        state: AppState,
+        config: &GatewayConfig,
+        metrics: GatewayMetrics,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let keys = if config.api_keys_file.is_empty() {
+            tracing::warn!("no api keys configured (gateway.api_keys_file): every caller may read and write");
+            ApiKeys::default()
+        } else {
+            ApiKeys::load(config.api_keys_file.as_ref())?
+        };
+        for model in state.models.all() {
+            metrics.set_provider(model.provider().name);
+        }
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(twin_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+
+        let max = config.max_message_bytes;
+        let verification = VerificationServer::new(VerificationService {
+            state: state.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        let similarity = SimilarityServer::new(SimilarityService {
+            state: state.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        let enrollment = EnrollmentServer::new(EnrollmentService {
+            state: state.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        let models = ModelsServer::new(ModelsService { state });
+        for name in [
+            "twin.v1.Verification",
+            "twin.v1.Similarity",
+            "twin.v1.Enrollment",
+            "twin.v1.Models",
+            "",
+        ] {
+            health_reporter
+                .set_service_status(name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+
+        let mut builder = Server::builder();
+        if !config.tls_cert.is_empty() {
+            let cert = std::fs::read(&config.tls_cert)
+                .map_err(|e| ServeError::Tls(format!("{}: {e}", config.tls_cert)))?;
+            let key = std::fs::read(&config.tls_key)
+                .map_err(|e| ServeError::Tls(format!("{}: {e}", config.tls_key)))?;
+            builder = builder
+                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
+        }
+        let router = builder
+            .timeout(Duration::from_millis(config.request_timeout_ms))
+            .layer(AdmissionLayer::new(
+                keys,
+                config.max_concurrent_requests,
+                metrics,
+            ))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(verification)
+            .add_service(similarity)
+            .add_service(enrollment)
+            .add_service(models);
+
+        tracing::info!(addr = %self.addr, tls = !config.tls_cert.is_empty(), "gateway serving");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let deadline = Duration::from_secs(config.shutdown_deadline_s);
+        let incoming = TcpListenerStream::new(self.listener);
+        let serving = router.serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            tracing::info!("gateway shutting down: finishing in-flight requests");
+            let _ = stop_tx.send(());
+        });
+        tokio::pin!(serving);
+        tokio::select! {
+            result = &mut serving => result?,
+            () = async {
+                let _ = stop_rx.await;
+                tokio::time::sleep(deadline).await;
+            } => {
+                tracing::warn!(deadline_s = deadline.as_secs(), "shutdown deadline passed; dropping in-flight requests");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! The twin.v1 services, one module each.
+
+pub mod enrollment;
+pub mod models;
+pub mod similarity;
+pub mod verification;

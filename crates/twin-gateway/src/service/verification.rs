@@ -1,0 +1,155 @@
+//! `twin.v1.Verification`: image vs image, and probe vs a subject's references.
+
+use tonic::{Request, Response, Status};
+use twin_core::decision::{aggregate, decide, resolve_threshold};
+use twin_core::metric::{score, DEFAULT_RBF_SIGMA};
+use twin_core::subject::validate_subject_id;
+use twin_proto::v1 as pb;
+use twin_proto::v1::verification_server::Verification;
+
+use crate::convert::{aggregation, audit, metric_from_proto, threshold_choice, AuditInput};
+use crate::state::{embed_field, request_id, AppState};
+use crate::status::ApiError;
+
+/// References compared by default, and at most.
+const DEFAULT_MAX_REFERENCES: usize = 64;
+const MAX_REFERENCES: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct VerificationService {
+    pub state: AppState,
+}
+
+fn sigma(requested: f64) -> f64 {
+    if requested == 0.0 {
+        DEFAULT_RBF_SIGMA
+    } else {
+        requested
+    }
+}
+
+#[tonic::async_trait]
+impl Verification for VerificationService {
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let request_id = request_id(&request);
+        let r = request.into_inner();
+        let model = self.state.model(&r.model)?;
+        let manifest = model.manifest();
+        let metric = metric_from_proto(r.metric, manifest.native_metric)?;
+        let threshold = resolve_threshold(
+            &manifest.operating_points,
+            metric,
+            threshold_choice(r.policy.as_ref()),
+            manifest.default_target_far,
+        )
+        .map_err(ApiError::from)?;
+        // Both images go to the batcher together, so they share one ONNX run.
+        let (a, b) = tokio::join!(
+            embed_field(model, "a", r.a.as_ref()),
+            embed_field(model, "b", r.b.as_ref())
+        );
+        let (a, b) = (a?, b?);
+        let score = score(metric, &a, &b, sigma(r.rbf_sigma)).map_err(ApiError::from)?;
+        let matched = decide(score, threshold.threshold);
+        tracing::info!(request_id, model = %manifest.name, metric = %metric, score, threshold = threshold.threshold, matched, "verify");
+        Ok(Response::new(pb::VerifyResponse {
+            r#match: matched,
+            score,
+            audit: Some(audit(AuditInput {
+                manifest,
+                metric,
+                score,
+                threshold: &threshold,
+                matched_point_id: String::new(),
+                request_id,
+            })),
+        }))
+    }
+
+    async fn verify_subject(
+        &self,
+        request: Request<pb::VerifySubjectRequest>,
+    ) -> Result<Response<pb::VerifySubjectResponse>, Status> {
+        let request_id = request_id(&request);
+        let r = request.into_inner();
+        validate_subject_id(&r.subject_id).map_err(ApiError::from)?;
+        let model = self.state.model(&r.model)?;
+        let manifest = model.manifest();
+        let metric = metric_from_proto(r.metric, manifest.native_metric)?;
+        let aggregation = aggregation(r.aggregation, r.k)?;
+        let threshold = resolve_threshold(
+            &manifest.operating_points,
+            metric,
+            threshold_choice(r.policy.as_ref()),
+            manifest.default_target_far,
+        )
+        .map_err(ApiError::from)?;
+        let max_references = match r.max_references as usize {
+            0 => DEFAULT_MAX_REFERENCES,
+            n if n > MAX_REFERENCES => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "max_references is {n}, at most {MAX_REFERENCES} allowed"
+                ))
+                .into())
+            }
+            n => n,
+        };
+        let collection = AppState::collection(model);
+        let (probe, references) = tokio::join!(
+            embed_field(model, "probe", r.probe.as_ref()),
+            self.state
+                .store
+                .list_subject(&collection.name, &r.subject_id, true)
+        );
+        let probe = probe?;
+        let mut references = references.map_err(ApiError::from)?;
+        if references.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "subject {:?} has no enrolled reference under model {}; enrol one first",
+                r.subject_id, manifest.name
+            ))
+            .into());
+        }
+        // Most recent first, then cut to the limit.
+        references.sort_by(|x, y| y.payload.enrolled_at_ms.cmp(&x.payload.enrolled_at_ms));
+        references.truncate(max_references);
+        let mut per_reference = Vec::with_capacity(references.len());
+        for reference in &references {
+            let vector = reference.vector.as_deref().ok_or_else(|| {
+                ApiError::Store(twin_store::StoreError::Internal(format!(
+                    "reference {} came back without its vector",
+                    reference.id
+                )))
+            })?;
+            let s = score(metric, &probe, vector, sigma(r.rbf_sigma)).map_err(ApiError::from)?;
+            per_reference.push(pb::ReferenceScore {
+                point_id: reference.id.to_string(),
+                score: s,
+                source: reference.payload.source.clone(),
+            });
+        }
+        let scores: Vec<f64> = per_reference.iter().map(|p| p.score).collect();
+        let (score, decider) = aggregate(&scores, aggregation).map_err(ApiError::from)?;
+        let matched_point_id = per_reference[decider].point_id.clone();
+        per_reference.sort_by(|x, y| y.score.total_cmp(&x.score));
+        let matched = decide(score, threshold.threshold);
+        tracing::info!(request_id, subject = %r.subject_id, references = scores.len(), score, matched, "verify subject");
+        Ok(Response::new(pb::VerifySubjectResponse {
+            r#match: matched,
+            score,
+            references: scores.len() as u32,
+            per_reference,
+            audit: Some(audit(AuditInput {
+                manifest,
+                metric,
+                score,
+                threshold: &threshold,
+                matched_point_id,
+                request_id,
+            })),
+        }))
+    }
+}

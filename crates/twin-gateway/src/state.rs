@@ -1,0 +1,116 @@
+//! What every service shares: the served models, the store, the queue and the limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use twin_embed::{Embedder, ModelRegistry};
+use twin_queue::JobQueue;
+use twin_store::{CollectionSpec, VectorStore};
+
+use crate::status::ApiError;
+
+/// Shared by all services; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub models: ModelRegistry,
+    pub store: Arc<dyn VectorStore>,
+    pub queue: JobQueue,
+    /// How long a synchronous enrolment (`wait = true`) may wait for its point when the
+    /// client sets no deadline.
+    pub enroll_wait: Duration,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("loading models: {0}")]
+    Models(#[from] twin_embed::EmbedError),
+    #[error("opening the store: {0}")]
+    Store(#[from] twin_store::StoreError),
+    #[error("opening the queue: {0}")]
+    Queue(#[from] twin_queue::QueueError),
+    #[error("{0}")]
+    Api(#[from] ApiError),
+}
+
+impl AppState {
+    /// Loads the models (blocking work, off the executor), opens the store and the
+    /// queue with its job-status store, and creates the models' collections.
+    /// The returned feed keeps job statuses flowing; keep it alive.
+    pub async fn open(
+        config: &twin_core::config::TwinConfig,
+    ) -> Result<(Self, twin_queue::StatusFeed), StartError> {
+        let (dirs, default, embed) = (
+            config.models.dirs.clone(),
+            config.models.default.clone(),
+            config.embed.clone(),
+        );
+        let models = tokio::task::spawn_blocking(move || ModelRegistry::load(&dirs, &default, &embed))
+            .await
+            .map_err(|e| twin_embed::EmbedError::Session(format!("model loading task failed: {e}")))??;
+        let store = twin_store::open_store(&config.store).await?;
+        let queue = JobQueue::connect(&config.queue).await?;
+        let jobs_dir = config.queue.jobs_dir.clone();
+        let retention = twin_queue::retention(&config.queue);
+        let jobs = tokio::task::spawn_blocking(move || twin_queue::JobStore::open(&jobs_dir, retention))
+            .await
+            .map_err(|e| twin_queue::QueueError::Config(format!("job store task failed: {e}")))??;
+        let feed = queue.attach_status_store(jobs).await?;
+        let state = Self {
+            models,
+            store,
+            queue,
+            enroll_wait: Duration::from_millis(config.gateway.request_timeout_ms),
+        };
+        state.ensure_collections().await?;
+        Ok((state, feed))
+    }
+
+    /// The model a request names, or NOT_FOUND listing the served ones.
+    pub fn model(&self, requested: &str) -> Result<&Embedder, ApiError> {
+        self.models.resolve(requested).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "model {requested:?} is not served here; served: {}",
+                self.models.names().join(", ")
+            ))
+        })
+    }
+
+    /// The collection holding a model's points.
+    pub fn collection(model: &Embedder) -> CollectionSpec {
+        CollectionSpec::for_model(model.manifest())
+    }
+
+    /// Creates every served model's collection if missing (at start).
+    pub async fn ensure_collections(&self) -> Result<(), ApiError> {
+        for model in self.models.all() {
+            self.store
+                .ensure_collection(&Self::collection(model))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The request id the admission layer put into the metadata.
+pub fn request_id<T>(request: &tonic::Request<T>) -> String {
+    request
+        .metadata()
+        .get(crate::layers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Embeds an image from request field `which`, labelling a bad image with the field.
+pub async fn embed_field(
+    model: &Embedder,
+    which: &str,
+    image: Option<&twin_proto::v1::Image>,
+) -> Result<Vec<f32>, ApiError> {
+    let image = image.ok_or_else(|| ApiError::InvalidArgument(format!("{which} is required")))?;
+    model
+        .embed_image(image.data.clone())
+        .await
+        .map_err(|e| ApiError::embedding(which, e))
+}

@@ -1,0 +1,383 @@
+//! The in-process job queue for the embedded single-machine mode (`twin serve`, no
+//! broker): the same contract as RabbitMQ within one process. Bounded (publishers wait
+//! for room, then get `Full`), at-least-once (an unsettled delivery goes back to the
+//! queue when retried or dropped), with the delivery limit and a dead-letter list that
+//! keeps the reason.
+//!
+//! Not persistent: jobs waiting at exit are lost. The job-status store says so: when it
+//! is attached at start, jobs it still lists as queued from before are marked failed
+//! ("lost at restart"), so no producer waits forever on them.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use twin_core::config::QueueConfig;
+
+use crate::codec::{self, decode_job, now_ms};
+use crate::dead::{DeadLetter, DeadReason};
+use crate::delivery::{Delivery, Settle};
+use crate::error::QueueError;
+use crate::jobstore::JobStore;
+use crate::status::JobRecord;
+use crate::QueueDepth;
+
+/// Dead letters kept in memory; older ones are dropped (their status stays failed).
+const DEAD_CAPACITY: usize = 10_000;
+
+/// The in-process queue. Cheap to clone; clones share the queue.
+#[derive(Clone)]
+pub struct InProcessQueue {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for InProcessQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessQueue")
+            .field("capacity", &self.inner.capacity)
+            .field("delivery_limit", &self.inner.delivery_limit)
+            .finish()
+    }
+}
+
+struct Inner {
+    state: Mutex<State>,
+    ready_signal: Notify,
+    space_signal: Notify,
+    capacity: usize,
+    delivery_limit: u32,
+    max_message_bytes: usize,
+    publish_timeout: Duration,
+    created_at_ms: u64,
+    jobs: OnceLock<JobStore>,
+}
+
+#[derive(Default)]
+struct State {
+    ready: VecDeque<Message>,
+    in_flight: usize,
+    consumers: u32,
+    dead: VecDeque<DeadLetter>,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Message {
+    job_id: String,
+    body: Vec<u8>,
+    /// Times it came back unsettled (retry or drop); above the limit it is dead.
+    returns: u32,
+    deliveries: u32,
+}
+
+enum Outcome {
+    Ack,
+    Return,
+    Dead(String),
+}
+
+impl InProcessQueue {
+    /// A new, empty queue with `config`'s capacity, delivery limit and size limit.
+    pub fn new(config: &QueueConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::default()),
+                ready_signal: Notify::new(),
+                space_signal: Notify::new(),
+                capacity: config.inprocess_capacity.max(1),
+                delivery_limit: config.delivery_limit,
+                max_message_bytes: config.max_message_bytes,
+                publish_timeout: Duration::from_millis(config.confirm_timeout_ms),
+                created_at_ms: now_ms(),
+                jobs: OnceLock::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn max_message_bytes(&self) -> usize {
+        self.inner.max_message_bytes
+    }
+
+    /// Adds a body; waits up to `queue.confirm_timeout_ms` for room, then `Full`.
+    pub(crate) async fn publish_body(&self, job_id: &str, body: Vec<u8>) -> Result<(), QueueError> {
+        codec::check_size(job_id, body.len(), self.inner.max_message_bytes)?;
+        let deadline = tokio::time::Instant::now() + self.inner.publish_timeout;
+        let mut message = Some(Message {
+            job_id: job_id.to_owned(),
+            body,
+            returns: 0,
+            deliveries: 0,
+        });
+        loop {
+            let room = self.inner.space_signal.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut state = self.inner.lock();
+                if state.closed {
+                    return Err(QueueError::Closed);
+                }
+                if state.ready.len() + state.in_flight < self.inner.capacity {
+                    if let Some(message) = message.take() {
+                        state.ready.push_back(message);
+                    }
+                    drop(state);
+                    self.inner.ready_signal.notify_one();
+                    return Ok(());
+                }
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return Err(QueueError::Full {
+                    capacity: self.inner.capacity,
+                });
+            }
+        }
+    }
+
+    /// Records `records` in the attached job store (nothing to do without one).
+    pub(crate) async fn report(&self, records: Vec<JobRecord>) -> Result<(), QueueError> {
+        match self.inner.jobs.get() {
+            Some(store) => store.record(records).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Attaches the job store; jobs it lists as queued from before this queue existed
+    /// are marked failed (they were lost with the previous process).
+    pub(crate) async fn attach(&self, store: JobStore) -> Result<(), QueueError> {
+        if self.inner.jobs.set(store.clone()).is_err() {
+            return Err(QueueError::Config(
+                "a job store is already attached to this queue".into(),
+            ));
+        }
+        let lost = store
+            .fail_queued_before(
+                self.inner.created_at_ms,
+                "lost at restart: the in-process queue does not keep jobs across \
+                 restarts; enqueue the image again",
+            )
+            .await?;
+        if lost > 0 {
+            tracing::warn!(jobs = lost, "jobs queued before the restart are marked failed");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn store(&self) -> Option<&JobStore> {
+        self.inner.jobs.get()
+    }
+
+    /// A consumer holding at most `prefetch` unsettled deliveries (0 = unlimited).
+    pub(crate) fn consumer(&self, prefetch: u16) -> InProcessConsumer {
+        self.inner.lock().consumers += 1;
+        let permits = if prefetch == 0 {
+            Semaphore::MAX_PERMITS
+        } else {
+            usize::from(prefetch)
+        };
+        InProcessConsumer {
+            inner: self.inner.clone(),
+            permits: Arc::new(Semaphore::new(permits)),
+            cancelled: false,
+        }
+    }
+
+    pub(crate) fn dead_letters(&self, max: usize) -> Vec<DeadLetter> {
+        self.inner.lock().dead.iter().take(max).cloned().collect()
+    }
+
+    pub(crate) fn depth(&self) -> QueueDepth {
+        let state = self.inner.lock();
+        QueueDepth {
+            ready: state.ready.len() as u64,
+            dead: state.dead.len() as u64,
+            consumers: state.consumers,
+        }
+    }
+
+    /// Drops every waiting job and dead letter.
+    pub(crate) fn clear(&self) {
+        let mut state = self.inner.lock();
+        state.ready.clear();
+        state.dead.clear();
+        drop(state);
+        self.inner.space_signal.notify_waiters();
+    }
+
+    /// Refuses further publishes and ends every consumer.
+    pub(crate) fn close(&self) {
+        self.inner.lock().closed = true;
+        self.inner.ready_signal.notify_waiters();
+        self.inner.space_signal.notify_waiters();
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Settles a delivered message; returns the failed-job record when it died.
+    fn finish(&self, mut message: Message, outcome: Outcome) -> Option<JobRecord> {
+        let mut state = self.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        let reason = match outcome {
+            Outcome::Ack => None,
+            Outcome::Return => {
+                message.returns += 1;
+                if message.returns > self.delivery_limit {
+                    Some(DeadReason::DeliveryLimit)
+                } else {
+                    state.ready.push_back(message);
+                    drop(state);
+                    self.ready_signal.notify_one();
+                    return None;
+                }
+            }
+            Outcome::Dead(reason) => Some(DeadReason::Rejected(
+                codec::truncate(&reason, codec::MAX_REASON_BYTES).to_owned(),
+            )),
+        };
+        let record = reason.map(|reason| {
+            let dead = DeadLetter {
+                job: decode_job(&message.body, &message.job_id),
+                job_id: message.job_id,
+                reason,
+                attempts: message.deliveries,
+                dead_at_ms: now_ms(),
+            };
+            tracing::warn!(job_id = %dead.job_id, reason = %dead.reason, attempts = dead.attempts, "job dead-lettered");
+            let record = dead.to_record();
+            if state.dead.len() >= DEAD_CAPACITY {
+                state.dead.pop_front();
+            }
+            state.dead.push_back(dead);
+            record
+        });
+        drop(state);
+        self.space_signal.notify_one();
+        record
+    }
+}
+
+/// Consumer side of the in-process queue.
+pub(crate) struct InProcessConsumer {
+    inner: Arc<Inner>,
+    permits: Arc<Semaphore>,
+    cancelled: bool,
+}
+
+impl std::fmt::Debug for InProcessConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessConsumer")
+            .field("cancelled", &self.cancelled)
+            .finish()
+    }
+}
+
+impl InProcessConsumer {
+    /// The next delivery; `None` once cancelled or the queue closed. Cancel-safe.
+    pub(crate) async fn next(&mut self) -> Option<Result<Delivery, QueueError>> {
+        if self.cancelled {
+            return None;
+        }
+        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        loop {
+            let ready = self.inner.ready_signal.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            {
+                let mut state = self.inner.lock();
+                if state.closed || self.cancelled {
+                    return None;
+                }
+                if let Some(mut message) = state.ready.pop_front() {
+                    state.in_flight += 1;
+                    drop(state);
+                    message.deliveries += 1;
+                    let job = decode_job(&message.body, &message.job_id);
+                    let (job_id, attempt) = (message.job_id.clone(), message.deliveries);
+                    let settle = InProcessSettle {
+                        inner: self.inner.clone(),
+                        message: Some(message),
+                        _permit: permit,
+                    };
+                    return Some(Ok(Delivery::new(
+                        job,
+                        job_id,
+                        attempt,
+                        Settle::InProcess(settle),
+                    )));
+                }
+            }
+            ready.await;
+        }
+    }
+
+    /// Stops handing out deliveries; unsettled ones can still be settled.
+    pub(crate) fn cancel(&mut self) {
+        self.cancelled = true;
+    }
+}
+
+impl Drop for InProcessConsumer {
+    fn drop(&mut self) {
+        let mut state = self.inner.lock();
+        state.consumers = state.consumers.saturating_sub(1);
+    }
+}
+
+/// Settles one in-process delivery; dropping it unsettled returns the job.
+pub(crate) struct InProcessSettle {
+    inner: Arc<Inner>,
+    message: Option<Message>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for InProcessSettle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessSettle")
+            .field("message", &self.message.as_ref().map(|m| &m.job_id))
+            .finish()
+    }
+}
+
+impl InProcessSettle {
+    pub(crate) fn ack(mut self) {
+        if let Some(message) = self.message.take() {
+            self.inner.finish(message, Outcome::Ack);
+        }
+    }
+
+    pub(crate) fn retry(mut self) {
+        self.give_back();
+    }
+
+    pub(crate) async fn dead_letter(mut self, reason: &str) {
+        let Some(message) = self.message.take() else {
+            return;
+        };
+        let record = self.inner.finish(message, Outcome::Dead(reason.to_owned()));
+        if let (Some(record), Some(store)) = (record, self.inner.jobs.get()) {
+            if let Err(e) = store.record(vec![record]).await {
+                tracing::warn!(error = %e, "failed job status not recorded");
+            }
+        }
+    }
+
+    fn give_back(&mut self) {
+        if let Some(message) = self.message.take() {
+            let record = self.inner.finish(message, Outcome::Return);
+            if let (Some(record), Some(store)) = (record, self.inner.jobs.get()) {
+                store.record_detached(vec![record]);
+            }
+        }
+    }
+}
+
+impl Drop for InProcessSettle {
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}

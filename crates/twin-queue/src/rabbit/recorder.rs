@@ -1,0 +1,122 @@
+//! The status feed: applies job-status events to this process's [`JobStore`]. It
+//! consumes `<queue>.status.<feed>`, which receives the workers' records (done) and a
+//! copy of every dead-lettered job (failed, whether a worker or the broker gave it
+//! up). Each event is acknowledged only once the store has it on disk, so a restart of
+//! either side loses nothing; events are idempotent (records merge), so redelivered
+//! ones are harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use lapin::options::BasicNackOptions;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::consumer::RawConsumer;
+use super::{parse_dead_letter, RabbitInner};
+use crate::codec::RECORD_MESSAGE_TYPE;
+use crate::jobstore::JobStore;
+use crate::status::JobRecord;
+
+/// Events applied at once (prefetch of the feed's consumer).
+const IN_FLIGHT: u16 = 256;
+
+/// The running status feed of a RabbitMQ queue; stops when dropped or on `stop`.
+#[derive(Debug)]
+pub struct StatusFeedTask {
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl StatusFeedTask {
+    /// Stops consuming and waits for events in progress to be stored and acknowledged.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for StatusFeedTask {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub(crate) fn spawn(queue: Arc<RabbitInner>, store: JobStore) -> StatusFeedTask {
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(run(queue, store, stopped));
+    StatusFeedTask {
+        stop,
+        task: Some(task),
+    }
+}
+
+async fn run(queue: Arc<RabbitInner>, store: JobStore, mut stopped: watch::Receiver<bool>) {
+    let source = queue.settings.names.status_queue.clone();
+    let mut consumer = RawConsumer::new(queue, source.clone(), "status", IN_FLIGHT);
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            next = consumer.next(), if in_flight.len() < usize::from(IN_FLIGHT) => match next {
+                None => break,
+                Some(Err(e)) => tracing::warn!(queue = %source, error = %e, "status feed waiting for the broker"),
+                Some(Ok(delivery)) => in_flight.push(apply(store.clone(), delivery)),
+            },
+        }
+    }
+    while in_flight.next().await.is_some() {}
+    consumer.close().await;
+}
+
+/// Stores one event, then acknowledges it; on a store failure it goes back for later.
+async fn apply(store: JobStore, delivery: lapin::message::Delivery) {
+    let record = event_record(&delivery);
+    let stored = match record {
+        Some(record) => store.record(vec![record]).await,
+        None => Ok(()),
+    };
+    match stored {
+        Ok(()) => {
+            let _ = delivery.acker.ack(Default::default()).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "job status not stored; retrying later");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await;
+        }
+    }
+}
+
+/// The record an event carries: a worker's JSON record, or a dead-lettered job.
+fn event_record(delivery: &lapin::message::Delivery) -> Option<JobRecord> {
+    let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
+    if kind == Some(RECORD_MESSAGE_TYPE) {
+        return match serde_json::from_slice::<JobRecord>(&delivery.data) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping unreadable job status event");
+                None
+            }
+        };
+    }
+    let dead = parse_dead_letter(delivery);
+    if dead.job_id.is_empty() {
+        tracing::warn!(reason = %dead.reason, "dead letter without a job id; no status to update");
+        return None;
+    }
+    Some(dead.to_record())
+}

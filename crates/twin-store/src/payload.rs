@@ -1,0 +1,147 @@
+//! How twin's payload looks inside Qdrant, shared by both backends so that a
+//! collection written by one reads the same through the other.
+//!
+//! Labels are stored as one keyword array of `key=value` terms (label keys cannot
+//! contain `=`), so a single keyword index serves every label filter.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::contract::{PointFilter, PointPayload};
+use crate::error::StoreError;
+
+pub(crate) const SUBJECT_ID: &str = "subject_id";
+pub(crate) const LABELS: &str = "labels";
+
+/// Payload fields with a keyword index.
+pub(crate) const INDEXED_FIELDS: [&str; 2] = [SUBJECT_ID, LABELS];
+
+/// The payload document as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct PayloadDoc {
+    subject_id: String,
+    image_sha256: String,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    source: String,
+    enrolled_at_ms: i64,
+    model_id: String,
+}
+
+/// The stored form of one label.
+pub(crate) fn label_term(key: &str, value: &str) -> String {
+    format!("{key}={value}")
+}
+
+pub(crate) fn encode(payload: &PointPayload) -> Map<String, Value> {
+    let doc = PayloadDoc {
+        subject_id: payload.subject_id.clone(),
+        image_sha256: payload.image_sha256.clone(),
+        labels: payload
+            .labels
+            .iter()
+            .map(|(k, v)| label_term(k, v))
+            .collect(),
+        source: payload.source.clone(),
+        enrolled_at_ms: payload.enrolled_at_ms,
+        model_id: payload.model_id.clone(),
+    };
+    match serde_json::to_value(doc) {
+        Ok(Value::Object(map)) => map,
+        // A struct of strings and integers always serializes to an object.
+        _ => Map::new(),
+    }
+}
+
+pub(crate) fn decode(point: &str, map: Map<String, Value>) -> Result<PointPayload, StoreError> {
+    let doc: PayloadDoc = serde_json::from_value(Value::Object(map)).map_err(|e| {
+        StoreError::Internal(format!(
+            "point {point} has a payload twin did not write ({e}): was the collection filled \
+             by another program?"
+        ))
+    })?;
+    let mut labels = std::collections::BTreeMap::new();
+    for term in doc.labels {
+        let (key, value) = term.split_once('=').ok_or_else(|| {
+            StoreError::Internal(format!("point {point} has a malformed label {term:?}"))
+        })?;
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(PointPayload {
+        subject_id: doc.subject_id,
+        image_sha256: doc.image_sha256,
+        labels,
+        source: doc.source,
+        enrolled_at_ms: doc.enrolled_at_ms,
+        model_id: doc.model_id,
+    })
+}
+
+/// One condition of a filter; all of a filter's terms must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Term {
+    /// The keyword field equals one of the values.
+    AnyOf(&'static str, Vec<String>),
+    /// The keyword field (or one element of the keyword array) equals the value.
+    Equals(&'static str, String),
+}
+
+/// The conditions a [`PointFilter`] stands for; empty = every point.
+pub(crate) fn filter_terms(filter: &PointFilter) -> Vec<Term> {
+    let mut terms = Vec::new();
+    match filter.subject_ids.as_slice() {
+        [] => {}
+        [one] => terms.push(Term::Equals(SUBJECT_ID, one.clone())),
+        many => terms.push(Term::AnyOf(SUBJECT_ID, many.to_vec())),
+    }
+    for (key, value) in &filter.labels {
+        terms.push(Term::Equals(LABELS, label_term(key, value)));
+    }
+    terms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips_through_its_stored_form() {
+        let payload = PointPayload {
+            subject_id: "alice".into(),
+            image_sha256: "ab".repeat(32),
+            labels: [("session".to_owned(), "2024=05".to_owned())].into(),
+            source: "scan-1.png".into(),
+            enrolled_at_ms: 1_700_000_000_123,
+            model_id: "cd".repeat(32),
+        };
+        let stored = encode(&payload);
+        assert_eq!(stored["labels"], serde_json::json!(["session=2024=05"]));
+        assert_eq!(decode("p", stored).expect("decodes"), payload);
+    }
+
+    #[test]
+    fn foreign_payloads_are_reported_not_guessed() {
+        let mut map = Map::new();
+        map.insert("title".into(), Value::String("x".into()));
+        let err = decode("p1", map).expect_err("not twin's");
+        assert!(err.to_string().contains("point p1"), "{err}");
+    }
+
+    #[test]
+    fn filters_become_terms() {
+        assert!(filter_terms(&PointFilter::all()).is_empty());
+        let mut filter = PointFilter {
+            subject_ids: vec!["a".into(), "b".into()],
+            ..PointFilter::default()
+        };
+        filter.labels.insert("k".into(), "v".into());
+        assert_eq!(
+            filter_terms(&filter),
+            vec![
+                Term::AnyOf(SUBJECT_ID, vec!["a".into(), "b".into()]),
+                Term::Equals(LABELS, "k=v".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! What every twin binary needs to be observable: structured logs, a Prometheus
+//! registry, and a tiny HTTP endpoint serving `/metrics` and `/healthz`.
+//!
+//! The endpoint is deliberately minimal (one GET per connection, no keep-alive): it is
+//! scraped every few seconds, and a full HTTP stack would be a heavy dependency for it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+pub use prometheus;
+
+/// Logs go to stderr; `RUST_LOG` filters (default `info`). Safe to call twice (the
+/// second call is ignored), which tests that start several components need.
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _already_set = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Whether the process is ready to serve; `/healthz` answers 200 when it is, 503 when not.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Serves `/metrics` (Prometheus text format) and `/healthz` on `addr` until the task
+/// is dropped. Returns the bound address (useful with port 0).
+pub async fn serve_metrics(
+    addr: &str,
+    registry: Registry,
+    readiness: Readiness,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), TelemetryError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| TelemetryError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| TelemetryError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let registry = registry.clone();
+            let readiness = readiness.clone();
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 1024];
+                let Ok(read) = stream.read(&mut buffer).await else {
+                    return;
+                };
+                let request = String::from_utf8_lossy(&buffer[..read]);
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let (status, content_type, body) = respond(path, &registry, &readiness);
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    tracing::info!(addr = %bound, "metrics and health endpoint listening");
+    Ok((bound, task))
+}
+
+fn respond(
+    path: &str,
+    registry: &Registry,
+    readiness: &Readiness,
+) -> (&'static str, &'static str, Vec<u8>) {
+    match path {
+        "/metrics" => {
+            let encoder = TextEncoder::new();
+            let mut body = Vec::new();
+            match encoder.encode(&registry.gather(), &mut body) {
+                Ok(()) => ("200 OK", "text/plain; version=0.0.4", body),
+                Err(e) => (
+                    "500 Internal Server Error",
+                    "text/plain",
+                    e.to_string().into_bytes(),
+                ),
+            }
+        }
+        "/healthz" if readiness.is_ready() => ("200 OK", "text/plain", b"ok\n".to_vec()),
+        "/healthz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            b"not ready\n".to_vec(),
+        ),
+        _ => ("404 Not Found", "text/plain", b"try /metrics or /healthz\n".to_vec()),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT): the signal to shut down gracefully.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("ctrl-c received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

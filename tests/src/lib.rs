@@ -1,0 +1,201 @@
+//! Helpers for twin's end-to-end tests: find the built binaries, start them as real
+//! processes on ephemeral ports, generate signature images, connect gRPC clients.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use twin_synth::{encode_png, generate_sample, SampleKind, SynthSpec};
+
+/// The repository root (models/ and runtime/ are found from here).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The development model shipped in the repo (untrained, deterministic).
+pub fn dev_model() -> PathBuf {
+    repo_root().join("models/signature-dev")
+}
+
+/// A binary of the workspace, built next to this test executable
+/// (`scripts/test.sh` builds them first: `cargo build --bins`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built; run `cargo build --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A twin process, killed when dropped; its stderr is kept in a log file that a
+/// failing test prints.
+pub struct TwinProcess {
+    child: Child,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl TwinProcess {
+    /// Starts `binary` with `args` and `envs`, waits (at most 120 s) for the stdout line
+    /// containing `ready` and takes the address after `ready`.
+    pub async fn start(
+        binary: &Path,
+        args: &[&str],
+        envs: &[(&str, String)],
+        ready: &str,
+        log: PathBuf,
+    ) -> Self {
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(binary);
+        command
+            .args(args)
+            .current_dir(repo_root())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true);
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn twin process");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.split(ready).nth(1) {
+                    return rest.split_whitespace().next().map(str::to_owned);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(addr) = addr else {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("{} did not become ready; its log:\n{text}", binary.display());
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, addr, log }
+    }
+
+    /// A started process without an address to wait for (a worker).
+    pub async fn start_detached(binary: &Path, envs: &[(&str, String)], log: PathBuf) -> Self {
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(binary);
+        command
+            .current_dir(repo_root())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true);
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("spawn twin process");
+        Self {
+            child,
+            addr: String::new(),
+            log,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// The process's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait (at most `timeout`) for a graceful exit; true if it exited.
+    pub async fn terminate(&mut self, timeout: Duration) -> bool {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        tokio::time::timeout(timeout, self.child.wait()).await.is_ok()
+    }
+
+    /// SIGKILL, no grace.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A connected gRPC channel to `url`, retried for up to 10 s.
+pub async fn channel(url: &str) -> tonic::transport::Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned()).expect("valid url");
+    for _ in 0..100 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot connect to {url}");
+}
+
+/// A generated signature PNG: writer `writer`'s genuine sample or skilled forgery `index`.
+pub fn signature(writer: usize, kind: SampleKind, index: usize) -> Vec<u8> {
+    let spec = SynthSpec {
+        seed: 7,
+        ..SynthSpec::default()
+    };
+    encode_png(&generate_sample(&spec, writer, kind, index))
+}
+
+/// A genuine signature PNG.
+pub fn genuine(writer: usize, index: usize) -> Vec<u8> {
+    signature(writer, SampleKind::Genuine, index)
+}
+
+/// The bytes of a PNG whose header claims `width` × `height` pixels (a decompression
+/// bomb's header, with no pixel data after it).
+pub fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend_from_slice(&ihdr);
+    let crc = crc32(&chunk);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&chunk);
+    png.extend_from_slice(&crc.to_be_bytes());
+    png
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+pub use twin_synth::SampleKind as Kind;

@@ -1,0 +1,526 @@
+//! The real `twin serve` process (gateway + in-process worker + embedded store) on an
+//! ephemeral port, driven over gRPC like a user would: enrol, verify, search, jobs,
+//! delete, auth, and every class of bad input.
+
+use std::time::Duration;
+
+use tonic::{Code, Request};
+use twin_proto::v1 as pb;
+use twin_proto::v1::enrollment_client::EnrollmentClient;
+use twin_proto::v1::models_client::ModelsClient;
+use twin_proto::v1::similarity_client::SimilarityClient;
+use twin_proto::v1::verification_client::VerificationClient;
+use twin_tests::{bin, channel, dev_model, genuine, png_header, signature, Kind, TwinProcess};
+
+const READ_KEY: &str = "read-key-for-e2e-tests-0001";
+const WRITE_KEY: &str = "write-key-for-e2e-tests-0001";
+
+struct Serve {
+    process: TwinProcess,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve(extra_env: &[(&str, String)]) -> Serve {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, format!("read {READ_KEY}\nwrite {WRITE_KEY}\n")).expect("keys");
+    let data = dir.path().join("data");
+    let model = dev_model();
+    let mut env = vec![
+        ("TWIN_GATEWAY__METRICS_ADDR", String::new()),
+        ("TWIN_GATEWAY__API_KEYS_FILE", keys.display().to_string()),
+        ("TWIN_WORKER__BATCH_WAIT_MS", "5".to_owned()),
+    ];
+    env.extend(extra_env.iter().cloned());
+    let process = TwinProcess::start(
+        &bin("twin"),
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+            "--model",
+            model.to_str().expect("utf-8 path"),
+        ],
+        &env,
+        "twin serving on ",
+        dir.path().join("serve.log"),
+    )
+    .await;
+    Serve { process, _dir: dir }
+}
+
+fn authed<T>(message: T, key: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ascii"),
+    );
+    request.set_timeout(Duration::from_secs(60));
+    request
+}
+
+fn image(data: Vec<u8>) -> Option<pb::Image> {
+    Some(pb::Image {
+        data,
+        source: String::new(),
+    })
+}
+
+fn explicit(threshold: f64) -> Option<pb::DecisionPolicy> {
+    Some(pb::DecisionPolicy {
+        threshold: Some(pb::decision_policy::Threshold::ExplicitThreshold(threshold)),
+    })
+}
+
+async fn enroll(
+    client: &mut EnrollmentClient<tonic::transport::Channel>,
+    subject: &str,
+    data: Vec<u8>,
+    wait: bool,
+) -> pb::Job {
+    client
+        .enroll(authed(
+            pb::EnrollRequest {
+                subject_id: subject.to_owned(),
+                image: image(data),
+                labels: vec![pb::Label {
+                    key: "session".into(),
+                    value: "e2e".into(),
+                }],
+                model: String::new(),
+                wait,
+            },
+            WRITE_KEY,
+        ))
+        .await
+        .expect("enrol")
+        .into_inner()
+        .job
+        .expect("job")
+}
+
+#[tokio::test]
+async fn enrol_verify_search_and_delete_through_the_real_server() {
+    let serve = serve(&[]).await;
+    let ch = channel(&serve.process.url()).await;
+    let mut enrollment = EnrollmentClient::new(ch.clone());
+    let mut verification = VerificationClient::new(ch.clone());
+    let mut similarity = SimilarityClient::new(ch.clone());
+    let mut models = ModelsClient::new(ch);
+
+    let listed = models
+        .list_models(authed(pb::ListModelsRequest {}, READ_KEY))
+        .await
+        .expect("models")
+        .into_inner();
+    assert_eq!(listed.models.len(), 1);
+    assert_eq!(listed.models[0].embedding_size, 128);
+    assert_eq!(listed.models[0].execution_provider, "cpu");
+
+    // Enrol three writers, two references each, synchronously.
+    for writer in 0..3 {
+        for index in 0..2 {
+            let job = enroll(&mut enrollment, &format!("writer-{writer}"), genuine(writer, index), true).await;
+            assert_eq!(job.status, pb::JobStatus::Done as i32, "{job:?}");
+            assert!(!job.point_id.is_empty());
+        }
+    }
+
+    // The same image enrolled again is the same point (idempotent).
+    let again = enroll(&mut enrollment, "writer-0", genuine(0, 0), true).await;
+    let subject = enrollment
+        .get_subject(authed(
+            pb::GetSubjectRequest {
+                subject_id: "writer-0".into(),
+                model: String::new(),
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect("subject")
+        .into_inner();
+    assert_eq!(subject.references.len(), 2, "re-enrolment must not add a point");
+    assert!(subject.references.iter().any(|r| r.point_id == again.point_id));
+
+    // 1:1 — an image against itself is a perfect match; two writers are not.
+    let same = verification
+        .verify(authed(
+            pb::VerifyRequest {
+                a: image(genuine(1, 0)),
+                b: image(genuine(1, 0)),
+                policy: explicit(0.999),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(same.r#match && (same.score - 1.0).abs() < 1e-4, "{same:?}");
+    let audit = same.audit.expect("audit");
+    assert_eq!(audit.operating_point, "explicit");
+    assert_eq!(audit.metric, pb::Metric::Cosine as i32);
+    assert!(!audit.model_id.is_empty() && !audit.request_id.is_empty());
+    let different = verification
+        .verify(authed(
+            pb::VerifyRequest {
+                a: image(genuine(1, 0)),
+                b: image(genuine(2, 0)),
+                policy: explicit(0.999),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(!different.r#match && different.score < same.score, "{different:?}");
+    // The model's calibrated default operating point is used when none is named.
+    let default_policy = verification
+        .verify(authed(
+            pb::VerifyRequest {
+                a: image(genuine(1, 0)),
+                b: image(genuine(1, 1)),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert_eq!(default_policy.audit.expect("audit").operating_point, "FAR 1 %");
+
+    // Probe vs subject: an enrolled image matches its subject, with the reference named.
+    let subject_match = verification
+        .verify_subject(authed(
+            pb::VerifySubjectRequest {
+                subject_id: "writer-2".into(),
+                probe: image(genuine(2, 1)),
+                policy: explicit(0.999),
+                aggregation: pb::Aggregation::Best as i32,
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect("verify subject")
+        .into_inner();
+    assert!(subject_match.r#match, "{subject_match:?}");
+    assert_eq!(subject_match.references, 2);
+    assert!(!subject_match.audit.expect("audit").matched_point_id.is_empty());
+    let unknown_subject = verification
+        .verify_subject(authed(
+            pb::VerifySubjectRequest {
+                subject_id: "nobody".into(),
+                probe: image(genuine(2, 1)),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect_err("unknown subject");
+    assert_eq!(unknown_subject.code(), Code::NotFound);
+
+    // 1:N — the enrolled image finds its writer first; a stranger is "unknown".
+    let found = similarity
+        .search(authed(
+            pb::SearchRequest {
+                query: Some(pb::search_request::Query::Image(pb::Image {
+                    data: genuine(1, 1),
+                    source: String::new(),
+                })),
+                top_k: 3,
+                policy: explicit(0.999),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect("search")
+        .into_inner();
+    assert!(!found.unknown);
+    assert_eq!(found.hits[0].subject_id, "writer-1");
+    assert_eq!(found.hits[0].labels.len(), 1);
+    let stranger = similarity
+        .search(authed(
+            pb::SearchRequest {
+                query: Some(pb::search_request::Query::Image(pb::Image {
+                    data: genuine(9, 0),
+                    source: String::new(),
+                })),
+                top_k: 3,
+                policy: explicit(0.999),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect("search")
+        .into_inner();
+    assert!(stranger.unknown && stranger.hits.is_empty(), "{stranger:?}");
+    assert!(stranger.audit.expect("audit").score < 0.999);
+
+    // Async enrolment: GetJob goes from queued (or already done) to done.
+    let job = enroll(&mut enrollment, "writer-3", genuine(3, 0), false).await;
+    let mut status = job.status;
+    for _ in 0..200 {
+        let fetched = enrollment
+            .get_job(authed(pb::GetJobRequest { job_id: job.job_id.clone() }, READ_KEY))
+            .await
+            .expect("get job")
+            .into_inner();
+        status = fetched.status;
+        if status == pb::JobStatus::Done as i32 {
+            assert_eq!(fetched.point_id, job.point_id);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, pb::JobStatus::Done as i32);
+    let missing = enrollment
+        .get_job(authed(pb::GetJobRequest { job_id: "no-such-job".into() }, READ_KEY))
+        .await
+        .expect_err("unknown job");
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // Delete a subject: its points are gone, and deleting again deletes nothing.
+    let deleted = enrollment
+        .delete_subject(authed(
+            pb::DeleteSubjectRequest {
+                subject_id: "writer-0".into(),
+                model: String::new(),
+            },
+            WRITE_KEY,
+        ))
+        .await
+        .expect("delete")
+        .into_inner();
+    assert_eq!(deleted.deleted_points, 2);
+    let gone = enrollment
+        .get_subject(authed(
+            pb::GetSubjectRequest {
+                subject_id: "writer-0".into(),
+                model: String::new(),
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect_err("deleted subject");
+    assert_eq!(gone.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn batch_enrolment_accepts_good_items_and_rejects_bad_ones_with_reasons() {
+    let serve = serve(&[]).await;
+    let ch = channel(&serve.process.url()).await;
+    let mut enrollment = EnrollmentClient::new(ch);
+    let item = |i: u64, subject: &str, data: Vec<u8>| pb::EnqueueItem {
+        client_ref: format!("item-{i}"),
+        subject_id: subject.to_owned(),
+        image: image(data),
+        labels: vec![],
+        model: String::new(),
+    };
+    let items = vec![
+        item(0, "w-a", genuine(4, 0)),
+        item(1, "w-a", b"not an image at all".to_vec()),
+        item(2, "w-b", genuine(5, 0)),
+        item(3, "", genuine(5, 1)),
+        item(4, "w-b", Vec::new()),
+        item(5, "w-c", signature(6, Kind::Forgery, 0)),
+    ];
+    let response = enrollment
+        .enqueue_batch(authed(tokio_stream::iter(items.clone()), WRITE_KEY))
+        .await
+        .expect("batch")
+        .into_inner();
+    assert_eq!((response.accepted, response.rejected), (3, 3), "{response:?}");
+    let reasons: Vec<&str> = response.results.iter().map(|r| r.reason.as_str()).collect();
+    assert!(reasons[1].contains("unsupported image format"), "{reasons:?}");
+    assert!(reasons[3].contains("subject id is empty"), "{reasons:?}");
+    assert!(reasons[4].contains("empty"), "{reasons:?}");
+    assert_eq!(response.results[2].client_ref, "item-2");
+
+    // Once stored, sending the same items again queues nothing new.
+    for result in response.results.iter().filter(|r| r.accepted) {
+        let mut done = false;
+        for _ in 0..200 {
+            let job = enrollment
+                .get_job(authed(pb::GetJobRequest { job_id: result.job_id.clone() }, READ_KEY))
+                .await
+                .expect("job")
+                .into_inner();
+            if job.status == pb::JobStatus::Done as i32 {
+                done = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(done, "job {} never finished", result.job_id);
+    }
+    let again = enrollment
+        .enqueue_batch(authed(tokio_stream::iter(items), WRITE_KEY))
+        .await
+        .expect("batch")
+        .into_inner();
+    assert_eq!((again.accepted, again.already_stored), (0, 3), "{again:?}");
+}
+
+#[tokio::test]
+async fn auth_is_enforced_by_scope() {
+    let serve = serve(&[]).await;
+    let ch = channel(&serve.process.url()).await;
+    let mut verification = VerificationClient::new(ch.clone());
+    let mut enrollment = EnrollmentClient::new(ch.clone());
+    let request = || pb::VerifyRequest {
+        a: image(genuine(0, 0)),
+        b: image(genuine(0, 1)),
+        ..Default::default()
+    };
+    let none = verification.verify(Request::new(request())).await.expect_err("no key");
+    assert_eq!(none.code(), Code::Unauthenticated);
+    let wrong = verification
+        .verify(authed(request(), "not-a-key-of-this-server"))
+        .await
+        .expect_err("wrong key");
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    verification.verify(authed(request(), READ_KEY)).await.expect("read key verifies");
+    let read_only = enrollment
+        .delete_subject(authed(
+            pb::DeleteSubjectRequest {
+                subject_id: "x".into(),
+                model: String::new(),
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect_err("read key cannot delete");
+    assert_eq!(read_only.code(), Code::PermissionDenied);
+    // Health stays open to probes without a key.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(serving.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+}
+
+#[tokio::test]
+async fn every_bad_input_class_is_invalid_argument_with_a_reason() {
+    let serve = serve(&[("TWIN_EMBED__MAX_IMAGE_BYTES", "200000".to_owned())]).await;
+    let ch = channel(&serve.process.url()).await;
+    let mut verification = VerificationClient::new(ch.clone());
+    let mut similarity = SimilarityClient::new(ch.clone());
+    let mut enrollment = EnrollmentClient::new(ch);
+    let good = genuine(0, 0);
+    let mut truncated = good.clone();
+    truncated.truncate(good.len() / 2);
+    let oversized = vec![0u8; 300_000];
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("corrupt", b"GIF89a but not really".to_vec(), "format"),
+        ("truncated", truncated, "corrupt or truncated"),
+        ("empty", Vec::new(), "empty"),
+        ("oversized", oversized, "limit of 200000 bytes"),
+        ("huge dimensions", png_header(100_000, 100_000), "pixels on a side"),
+    ];
+    for (name, data, expected) in cases {
+        let status = verification
+            .verify(authed(
+                pb::VerifyRequest {
+                    a: image(good.clone()),
+                    b: image(data),
+                    ..Default::default()
+                },
+                READ_KEY,
+            ))
+            .await
+            .expect_err(name);
+        assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
+        assert!(status.message().starts_with("b: "), "{name}: names the field: {}", status.message());
+        assert!(status.message().contains(expected), "{name}: {}", status.message());
+    }
+    // Wrong field combinations.
+    let missing = verification
+        .verify(authed(pb::VerifyRequest { a: image(good.clone()), ..Default::default() }, READ_KEY))
+        .await
+        .expect_err("missing b");
+    assert_eq!(missing.code(), Code::InvalidArgument);
+    let no_query = similarity
+        .search(authed(pb::SearchRequest::default(), READ_KEY))
+        .await
+        .expect_err("no query");
+    assert_eq!(no_query.code(), Code::InvalidArgument);
+    let short_vector = similarity
+        .search(authed(
+            pb::SearchRequest {
+                query: Some(pb::search_request::Query::Vector(pb::Vector { values: vec![0.5; 3] })),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect_err("vector of the wrong size");
+    assert_eq!(short_vector.code(), Code::InvalidArgument);
+    let bad_far = verification
+        .verify(authed(
+            pb::VerifyRequest {
+                a: image(good.clone()),
+                b: image(good.clone()),
+                policy: Some(pb::DecisionPolicy {
+                    threshold: Some(pb::decision_policy::Threshold::TargetFar(0.123)),
+                }),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect_err("uncalibrated FAR");
+    assert_eq!(bad_far.code(), Code::InvalidArgument);
+    assert!(bad_far.message().contains("available"), "{}", bad_far.message());
+    let unknown_model = verification
+        .verify(authed(
+            pb::VerifyRequest {
+                a: image(good.clone()),
+                b: image(good.clone()),
+                model: "no-such-model".into(),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect_err("unknown model");
+    assert_eq!(unknown_model.code(), Code::NotFound);
+    let zero_k = verification
+        .verify_subject(authed(
+            pb::VerifySubjectRequest {
+                subject_id: "anyone".into(),
+                probe: image(good.clone()),
+                aggregation: pb::Aggregation::KOfN as i32,
+                k: 0,
+                max_references: 5000,
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect_err("k-of-n with k = 0 and too many references");
+    assert_eq!(zero_k.code(), Code::InvalidArgument);
+    let bad_enrol = enrollment
+        .enroll(authed(
+            pb::EnrollRequest {
+                subject_id: "a\u{7}b".into(),
+                image: image(good),
+                ..Default::default()
+            },
+            WRITE_KEY,
+        ))
+        .await
+        .expect_err("control characters in the subject");
+    assert_eq!(bad_enrol.code(), Code::InvalidArgument);
+    // The server is still healthy after all of that.
+    assert!(serve.process.log_text().contains("gateway serving"));
+    assert!(!serve.process.log_text().contains("panicked"));
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The signature model's whole life cycle, one command per stage; `all` reproduces
+# models/signature-v1 and its model card figures.
+#
+#   training/run.sh preprocess   BHSig list -> `twin preprocess` -> $WORK/bhsig.<H>x<W>.{npy,json}
+#   training/run.sh train        -> $WORK/runs/signature-v1/{best,last}.pt, log.jsonl
+#   training/run.sh export       -> models/signature-v1/{model.onnx,manifest.toml} + parity check
+#   training/run.sh calibrate    thresholds on validation writers -> manifest operating points
+#   training/run.sh evaluate     test-writer figures -> manifest [evaluation], evaluation.json
+#   training/run.sh parity-rust  twin-embed (Rust) vs onnxruntime-Python on the same images
+#   training/run.sh card         MODEL_CARD.md from the measured figures
+#   training/run.sh all          every stage above, in order
+#
+# Environment: TWIN_DATA (default ../shared/data next to the repo), TWIN_TRAIN_WORK (caches and
+# runs, default ~/.cache/twin-train; never inside the repo), TWIN_BIN (the twin binary,
+# default: built with cargo), THREADS (torch threads), EPOCHS, SEED, DEVICE (cpu|cuda|auto).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(dirname "$here")"
+cd "$here"
+
+DATA="${TWIN_DATA:-$repo/../shared/data}"
+WORK="${TWIN_TRAIN_WORK:-$HOME/.cache/twin-train}"
+H=96
+W=320
+MARGIN=0.02
+CACHE="$WORK/bhsig.${H}x${W}"
+RUN="$WORK/runs/signature-v1"
+MODEL="$repo/models/signature-v1"
+PY="$here/.venv/bin/python"
+EPOCHS="${EPOCHS:-30}"
+SEED="${SEED:-7}"
+DEVICE="${DEVICE:-auto}"
+THREADS="${THREADS:-0}"
+export TWIN_ORT_DYLIB="${TWIN_ORT_DYLIB:-$repo/runtime/libonnxruntime.so}"
+
+twin_bin() {
+  if [ -n "${TWIN_BIN:-}" ]; then echo "$TWIN_BIN"; return; fi
+  (cd "$repo" && cargo build -q -p twin-cli >&2)
+  echo "$repo/target/debug/twin"
+}
+
+need_py() {
+  [ -x "$PY" ] || { echo "run training/setup.sh first (creates training/.venv with PyTorch)" >&2; exit 1; }
+}
+
+preprocess() {
+  need_py
+  mkdir -p "$WORK"
+  "$PY" -m twin_train.data list --reader bhsig --root "$DATA/bhsig260-bengali" --out "$WORK/bhsig.tsv"
+  "$(twin_bin)" preprocess --list "$WORK/bhsig.tsv" --height "$H" --width "$W" --margin "$MARGIN" --out "$CACHE"
+}
+
+train() {
+  need_py
+  "$PY" -m twin_train.train --cache "$CACHE" --out "$RUN" --epochs "$EPOCHS" --seed "$SEED" \
+    --device "$DEVICE" --threads "$THREADS" --train-writers 1-50 --val-writers 51-60 \
+    --widths 24,48,64,96 --loss semihard --margin 0.2 --skilled-weight 1.0 --lr 1e-3 \
+    --augment p_dilate=0,p_erode=0 "$@"
+}
+
+export_model() {
+  need_py
+  "$PY" -m twin_train.export --checkpoint "$RUN/best.pt" --out "$MODEL" --cache "$CACHE" --name signature-v1
+}
+
+calibrate() {
+  need_py
+  "$PY" -m twin_train.evaluate calibrate --model "$MODEL" --cache "$CACHE" --val-writers 51-60
+}
+
+evaluate() {
+  need_py
+  "$PY" -m twin_train.evaluate evaluate --model "$MODEL" --cache "$CACHE" --val-writers 51-60 --test-writers 61-100
+}
+
+parity_rust() {
+  need_py
+  "$PY" -m twin_train.parity_rust --model "$MODEL" --cache "$CACHE" --twin "$(twin_bin)"
+}
+
+card() {
+  need_py
+  "$PY" -m twin_train.card --model "$MODEL" --run "$RUN"
+}
+
+stage="${1:-}"
+shift || true
+case "$stage" in
+  preprocess) preprocess ;;
+  train) train "$@" ;;
+  export) export_model ;;
+  calibrate) calibrate ;;
+  evaluate) evaluate ;;
+  parity-rust) parity_rust ;;
+  card) card ;;
+  all) preprocess; train "$@"; export_model; calibrate; evaluate; parity_rust; card ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
+esac

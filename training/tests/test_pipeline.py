@@ -1,0 +1,167 @@
+"""A few-step train → export → load smoke test (needs torch; skipped without it).
+
+The cache is built by `twin preprocess` from images of `twin synth` when the `twin` binary
+exists (target/debug/twin or $TWIN_BIN), else from random tensors. The exported manifest is
+checked field by field against `ModelManifest` in crates/twin-core/src/manifest.rs, and the
+model is loaded with onnxruntime; with a `twin` binary that can embed, Rust parity is checked
+by `twin_train.parity_rust`'s own test.
+"""
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from twin_train import export, manifest, train  # noqa: E402
+from twin_train.embed import onnx_embed, onnx_session  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFEST_RS = REPO / "crates/twin-core/src/manifest.rs"
+
+
+def rust_struct_fields(name: str) -> set[str]:
+    text = MANIFEST_RS.read_text()
+    body = re.search(r"pub struct " + name + r" \{(.*?)\n\}", text, re.S).group(1)
+    return set(re.findall(r"^\s*pub (\w+):", body, re.M))
+
+
+def fake_cache(prefix: Path, h=32, w=64):
+    rng = np.random.default_rng(0)
+    samples, xs = [], []
+    for writer in range(1, 9):
+        base = rng.random((1, h, w)) < 0.1
+        for i in range(6):
+            forged = i >= 4
+            img = base if not forged else rng.random((1, h, w)) < 0.1
+            noise = rng.random((1, h, w)) < 0.02
+            xs.append((img ^ noise).astype(np.float32))
+            samples.append({"path": f"w{writer}_{i}.png", "subject": f"{writer:03d}", "kind": "forged" if forged else "genuine"})
+    np.save(prefix.with_name(prefix.name + ".npy"), np.stack(xs))
+    meta = {
+        "input": {"name": "image", "channels": 1, "height": h, "width": w},
+        "preprocess": {"binarize": True, "crop_to_ink": True, "margin": 0.0, "mean": 0.0, "std": 1.0},
+        "count": len(samples),
+        "samples": samples,
+        "skipped": [],
+    }
+    prefix.with_name(prefix.name + ".json").write_text(json.dumps(meta))
+
+
+def test_train_export_load(tmp_path):
+    prefix = tmp_path / "cache"
+    fake_cache(prefix)
+    run = tmp_path / "run"
+    train.main([
+        "--cache", str(prefix), "--out", str(run), "--train-writers", "1-6", "--val-writers", "7-8",
+        "--epochs", "2", "--steps-per-epoch", "2", "--writers-per-batch", "4", "--genuine-per-writer", "3",
+        "--forged-per-writer", "1", "--widths", "8,8,8,8", "--grid", "1,2", "--device", "cpu", "--threads", "1",
+    ])
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert all(np.isfinite(r["loss"]) and 0 <= r["val_eer_skilled"] <= 1 for r in log)
+
+    model_dir = tmp_path / "model"
+    export.main(["--checkpoint", str(run / "best.pt"), "--out", str(model_dir), "--cache", str(prefix),
+                 "--parity-images", "8", "--name", "smoke"])
+    m = manifest.read(model_dir / "manifest.toml")
+    # exactly ModelManifest's fields, so the Rust loader (deny_unknown_fields) accepts it
+    assert set(m) <= rust_struct_fields("ModelManifest")
+    assert set(rust_struct_fields("ModelManifest")) - set(m) <= {"description", "operating_points", "evaluation"}
+    assert set(m["input"]) == rust_struct_fields("InputSpec")
+    assert set(m["preprocess"]) == rust_struct_fields("PreprocessSpec")
+    assert set(m["output"]) == rust_struct_fields("OutputSpec")
+    assert m["id"] == manifest.sha256_file(model_dir / "model.onnx")
+
+    sess = onnx_session(str(model_dir / "model.onnx"))
+    (inp,) = sess.get_inputs()
+    assert inp.name == m["input"]["name"]
+    assert inp.shape[1:] == [1, 32, 64] and not isinstance(inp.shape[0], int)  # dynamic batch
+    assert sess.get_outputs()[0].name == m["output"]["name"]
+    x = np.load(prefix.with_name("cache.npy"))[:5]
+    e = onnx_embed(sess, x)
+    assert e.shape == (5, m["output"]["embedding_size"])
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+
+
+def test_training_is_reproducible(tmp_path):
+    prefix = tmp_path / "cache"
+    fake_cache(prefix)
+    args = ["--cache", str(prefix), "--train-writers", "1-6", "--val-writers", "7-8", "--epochs", "1",
+            "--steps-per-epoch", "2", "--writers-per-batch", "4", "--genuine-per-writer", "3",
+            "--widths", "8,8,8,8", "--grid", "1,2", "--device", "cpu", "--threads", "1", "--seed", "3"]
+    train.main(args + ["--out", str(tmp_path / "a")])
+    train.main(args + ["--out", str(tmp_path / "b")])
+    a = torch.load(tmp_path / "a/last.pt", weights_only=False)["state"]
+    b = torch.load(tmp_path / "b/last.pt", weights_only=False)["state"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def twin_binary():
+    path = Path(os.environ.get("TWIN_BIN", REPO / "target/debug/twin"))
+    return path if path.is_file() else None
+
+
+
+
+def twin_binary():
+    path = Path(os.environ.get("TWIN_BIN", REPO / "target/debug/twin"))
+    return path if path.is_file() else None
+
+
+def write_png(path: Path, img: np.ndarray) -> None:
+    import struct
+    import zlib
+
+    h, w = img.shape
+    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.skipif(twin_binary() is None, reason="no twin binary (cargo build -p twin-cli) or $TWIN_BIN")
+def test_exported_model_loads_in_rust(tmp_path):
+    """train → export → `twin preprocess --embed` (twin-embed loads and runs the model):
+    embeddings equal onnxruntime-Python's on twin's own tensors."""
+    lib = Path(os.environ.get("TWIN_ORT_DYLIB", REPO / "runtime/libonnxruntime.so"))
+    if not lib.exists():
+        pytest.skip("no ONNX Runtime library (scripts/setup.sh)")
+    prefix = tmp_path / "cache"
+    fake_cache(prefix)
+    train.main(["--cache", str(prefix), "--out", str(tmp_path / "run"), "--train-writers", "1-6", "--val-writers", "7-8",
+                "--epochs", "1", "--steps-per-epoch", "1", "--writers-per-batch", "4", "--genuine-per-writer", "3",
+                "--widths", "8,8,8,8", "--grid", "1,2", "--device", "cpu", "--threads", "1"])
+    model_dir = tmp_path / "model"
+    export.main(["--checkpoint", str(tmp_path / "run/best.pt"), "--out", str(model_dir), "--parity-images", "4"])
+
+    rng = np.random.default_rng(1)
+    lines = []
+    for i in range(3):
+        img = np.full((60, 150), 255, np.uint8)
+        for _ in range(6):  # a few dark strokes
+            y, x = rng.integers(5, 50), rng.integers(5, 130)
+            img[y : y + 3, x : x + 15] = 20
+        write_png(tmp_path / f"s{i}.png", img)
+        lines.append(f"s{i}.png\t001\tgenuine")
+    (tmp_path / "list.tsv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "rust"
+    subprocess.run([str(twin_binary()), "preprocess", "--list", str(tmp_path / "list.tsv"), "--model", str(model_dir),
+                    "--embed", "--out", str(out)], check=True, env={**os.environ, "TWIN_ORT_DYLIB": str(lib), "RUST_LOG": "warn"})
+    x = np.load(str(out) + ".npy")
+    e_rust = np.load(str(out) + ".embeddings.npy")
+    assert x.shape == (3, 1, 32, 64) and e_rust.shape == (3, 128)
+    e_py = onnx_embed(onnx_session(str(model_dir / "model.onnx")), x)
+    np.testing.assert_allclose(e_rust, e_py, atol=1e-5)
+    index = json.loads(Path(str(out) + ".json").read_text())
+    assert [s["subject"] for s in index["samples"]] == ["001"] * 3

@@ -1,0 +1,39 @@
+"""Write the image list `twin preprocess --list` reads, from a dataset layout.
+
+    python -m twin_train.data list --reader bhsig --root ../shared/data/bhsig260-bengali --out LIST.tsv
+    python -m twin_train.data list --reader generic --root DIR --forged-pattern 'forg' --out LIST.tsv
+    python -m twin_train.data list --reader omniglot --root images_background.zip --extract-to DIR --out LIST.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from . import readers
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="action", required=True)
+    lst = sub.add_parser("list", help="write a TSV image list (path, subject, kind)")
+    lst.add_argument("--reader", choices=["bhsig", "cedar", "generic", "omniglot"], required=True)
+    lst.add_argument("--root", required=True, help="dataset folder (for omniglot: the zip)")
+    lst.add_argument("--forged-pattern", help="generic reader: regex marking forged files")
+    lst.add_argument("--extract-to", help="omniglot: folder to extract the zip into (outside the repo)")
+    lst.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+
+    if args.reader == "omniglot":
+        if not args.extract_to:
+            raise SystemExit("--extract-to is required for omniglot")
+        samples = readers.extract_omniglot(args.root, args.extract_to)
+    else:
+        samples = readers.read(args.reader, args.root, args.forged_pattern)
+    readers.write_list(samples, args.out)
+    kinds = Counter(s.kind for s in samples)
+    print(f"{args.out}: {len(samples)} images, {len({s.subject for s in samples})} subjects, {dict(kinds)}")
+
+
+if __name__ == "__main__":
+    main()

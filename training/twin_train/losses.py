@@ -1,0 +1,80 @@
+"""Batch losses in torch, vectorized: embed each image once per batch, then mine inside the
+batch's distance matrix (the OpenFace speed-up). Same conventions as `mining.py` (the numpy
+reference the tests compare against)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def sq_distances(e: torch.Tensor) -> torch.Tensor:
+    sq = (e * e).sum(1)
+    return (sq[:, None] + sq[None, :] - 2 * e @ e.T).clamp_min(0)
+
+
+def masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    same = labels[:, None] == labels[None, :]
+    anchor = (labels >= 0)[:, None]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    return same & anchor & ~eye, ~same & anchor
+
+
+def semi_hard(e: torch.Tensor, labels: torch.Tensor, margin: float) -> tuple[torch.Tensor, dict]:
+    d = sq_distances(e)
+    pos, neg = masks(labels)
+    d_ap = d[:, :, None]  # [a, p, 1]
+    d_an = d[:, None, :]  # [a, 1, n]
+    farther = neg[:, None, :] & (d_an > d_ap)  # [a, p, n]
+    inf = torch.tensor(float("inf"), device=e.device, dtype=e.dtype)
+    semi = torch.where(farther, d_an, inf).amin(-1)  # [a, p]
+    fallback = torch.where(neg, d, -inf).amax(-1)  # [a]
+    has_neg = neg.any(-1)
+    d_n = torch.where(farther.any(-1), semi, fallback[:, None])
+    valid = pos & has_neg[:, None]
+    losses = (d - d_n + margin).clamp_min(0)[valid]
+    if losses.numel() == 0:
+        return e.sum() * 0, {"active": 0.0}
+    return losses.mean(), {"active": float((losses > 0).float().mean())}
+
+
+def batch_hard(e: torch.Tensor, labels: torch.Tensor, margin: float) -> tuple[torch.Tensor, dict]:
+    d = sq_distances(e)
+    pos, neg = masks(labels)
+    valid = pos.any(1) & neg.any(1)
+    inf = torch.tensor(float("inf"), device=e.device, dtype=e.dtype)
+    hp = torch.where(pos, d, -inf).amax(1)
+    hn = torch.where(neg, d, inf).amin(1)
+    losses = (hp - hn + margin).clamp_min(0)[valid]
+    if losses.numel() == 0:
+        return e.sum() * 0, {"active": 0.0}
+    return losses.mean(), {"active": float((losses > 0).float().mean())}
+
+
+def contrastive(e: torch.Tensor, labels: torch.Tensor, margin: float) -> tuple[torch.Tensor, dict]:
+    d2 = sq_distances(e)
+    pos, neg = masks(labels)
+    # sqrt has an infinite gradient at 0; negatives at distance 0 are rare but must not NaN
+    d = (d2 + 1e-12).sqrt()
+    zero = e.sum() * 0
+    lp = d2[pos].mean() if pos.any() else zero
+    ln = (margin - d[neg]).clamp_min(0).pow(2).mean() if neg.any() else zero
+    return lp + ln, {"active": float((d[neg] < margin).float().mean()) if neg.any() else 0.0}
+
+
+LOSSES = {"semihard": semi_hard, "batchhard": batch_hard, "contrastive": contrastive}
+
+
+def skilled(e: torch.Tensor, subject: torch.Tensor, is_forged: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean hinge over every (genuine anchor, genuine positive, skilled forgery) of one subject:
+    the writer's own forgeries must lie farther than its genuine signatures."""
+    d = sq_distances(e)
+    same = subject[:, None] == subject[None, :]
+    gen = ~is_forged
+    eye = torch.eye(len(subject), dtype=torch.bool, device=e.device)
+    pos = same & gen[:, None] & gen[None, :] & ~eye  # [a, p]
+    forg = same & gen[:, None] & is_forged[None, :]  # [a, f]
+    valid = pos[:, :, None] & forg[:, None, :]  # [a, p, f]
+    if not valid.any():
+        return e.sum() * 0
+    h = (d[:, :, None] - d[:, None, :] + margin).clamp_min(0)
+    return h[valid].mean()

@@ -1,0 +1,67 @@
+"""The siamese branch: a compact CNN → 128-d L2-normalized embedding.
+
+Four conv stages (3×3 conv, BatchNorm, ReLU; max-pool between stages), then the feature map is
+average-pooled to a small fixed grid — keeping coarse layout, which matters for signatures —
+flattened, and projected to the embedding. L2 normalization is part of the graph, so the
+exported ONNX output is already normalized (manifest `l2_normalized = true`) and cosine is the
+native metric.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def _stage(cin: int, cout: int, convs: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class Branch(nn.Module):
+    def __init__(self, channels: int = 1, widths=(32, 64, 96, 128), grid=(2, 6), dim: int = 128, dropout: float = 0.2):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels, widths[0], 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+        )
+        self.stages = nn.ModuleList(
+            [_stage(widths[0], widths[1], 1), _stage(widths[1], widths[2], 2), _stage(widths[2], widths[3], 2)]
+        )
+        self.grid = tuple(grid)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(widths[3] * grid[0] * grid[1], dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(F.max_pool2d(x, 2))
+        x = adaptive_avg_pool(x, self.grid)
+        x = self.fc(self.dropout(torch.flatten(x, 1)))
+        return F.normalize(x, p=2.0, dim=1, eps=1e-12)
+
+
+def adaptive_avg_pool(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """`F.adaptive_avg_pool2d` written as slices and means (same bins: start = floor(i·H/g),
+    end = ceil((i+1)·H/g)), because ONNX has no adaptive pooling for sizes the grid does not
+    divide; the input's H and W are fixed by the manifest, so the slices are constants."""
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    gh, gw = grid
+    rows = []
+    for i in range(gh):
+        h0, h1 = (i * h) // gh, -(-((i + 1) * h) // gh)
+        cols = [x[:, :, h0:h1, (j * w) // gw : -(-((j + 1) * w) // gw)].mean((2, 3)) for j in range(gw)]
+        rows.append(torch.stack(cols, -1))
+    return torch.stack(rows, -2)
+
+
+def build(config: dict) -> Branch:
+    return Branch(
+        channels=config.get("channels", 1),
+        widths=tuple(config.get("widths", (32, 64, 96, 128))),
+        grid=tuple(config.get("grid", (2, 6))),
+        dim=config.get("dim", 128),
+        dropout=config.get("dropout", 0.2),
+    )

@@ -1,0 +1,186 @@
+"""Data readers: turn a dataset on disk into `Sample(path, subject, kind)` lists.
+
+Every reader takes paths and assumes nothing about where data lives. `kind` is "genuine" or
+"forged" for signatures; Omniglot characters are all "genuine" (one subject per character).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+GENUINE = "genuine"
+FORGED = "forged"
+
+
+@dataclass(frozen=True, order=True)
+class Sample:
+    path: str
+    subject: str
+    kind: str
+
+
+class ReaderError(ValueError):
+    """A dataset that does not look like what its reader expects."""
+
+
+def _images(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise ReaderError(f"dataset root {root} is not a directory; pass the folder that holds the images")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+# BHSig260: B-S-<w>-G-NN.png (genuine), B-S-<w>-F-NN.png (skilled forgery); H-S-... for Hindi.
+BHSIG_NAME = re.compile(r"^[A-Za-z]-S-(\d+)-([GF])-(\d+)$")
+
+
+def read_bhsig(root: str | os.PathLike) -> list[Sample]:
+    """BHSig260 layout: any folders below `root`, file names `B-S-<w>-G-NN` / `B-S-<w>-F-NN`.
+
+    Subjects are the writer number zero-padded to 3 digits ("001"), whatever the file says.
+    """
+    out = []
+    for p in _images(Path(root)):
+        m = BHSIG_NAME.match(p.stem)
+        if m is None:
+            continue
+        writer = f"{int(m.group(1)):03d}"
+        out.append(Sample(str(p), writer, GENUINE if m.group(2) == "G" else FORGED))
+    if not out:
+        raise ReaderError(f"no BHSig-style images (B-S-<w>-G-NN.png) under {root}")
+    return sorted(out)
+
+
+# CEDAR: original_<w>_<i>.png, forgeries_<w>_<i>.png
+CEDAR_NAME = re.compile(r"^(original|forgeries)_(\d+)_(\d+)$")
+
+
+def read_cedar(root: str | os.PathLike) -> list[Sample]:
+    """CEDAR layout: `original_<w>_<i>` (genuine) and `forgeries_<w>_<i>` anywhere below `root`."""
+    out = []
+    for p in _images(Path(root)):
+        m = CEDAR_NAME.match(p.stem)
+        if m is None:
+            continue
+        writer = f"{int(m.group(2)):03d}"
+        out.append(Sample(str(p), writer, GENUINE if m.group(1) == "original" else FORGED))
+    if not out:
+        raise ReaderError(f"no CEDAR-style images (original_<w>_<i>.png) under {root}")
+    return sorted(out)
+
+
+def read_generic(root: str | os.PathLike, forged_pattern: str = r"(?i)forg") -> list[Sample]:
+    """Generic layout `<root>/<subject>/…/<file>`: the subject is the first folder below `root`;
+    a file whose path below the subject folder matches `forged_pattern` (a regex) is forged,
+    every other one genuine."""
+    root = Path(root)
+    pattern = re.compile(forged_pattern)
+    out = []
+    for p in _images(root):
+        rel = p.relative_to(root)
+        if len(rel.parts) < 2:
+            raise ReaderError(f"{p} lies directly in {root}; the generic layout is <root>/<subject>/<file>")
+        inner = "/".join(rel.parts[1:])
+        out.append(Sample(str(p), rel.parts[0], FORGED if pattern.search(inner) else GENUINE))
+    if not out:
+        raise ReaderError(f"no images under {root}")
+    return sorted(out)
+
+
+def extract_omniglot(zip_path: str | os.PathLike, dest: str | os.PathLike) -> list[Sample]:
+    """Omniglot's `images_background.zip` / `images_evaluation.zip`: extracts into `dest` (once)
+    and returns one subject per character, `<Alphabet>/character<NN>`."""
+    dest = Path(dest)
+    out = []
+    with zipfile.ZipFile(zip_path) as z:
+        for name in sorted(z.namelist()):
+            if not name.lower().endswith(".png"):
+                continue
+            parts = name.split("/")
+            if len(parts) != 4:
+                raise ReaderError(f"{zip_path}: {name} is not <set>/<Alphabet>/<character>/<file>.png")
+            target = dest / name
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(name))
+            out.append(Sample(str(target), f"{parts[1]}/{parts[2]}", GENUINE))
+    if not out:
+        raise ReaderError(f"{zip_path} holds no PNG images")
+    return out
+
+
+@dataclass(frozen=True)
+class OneShotRun:
+    """One of Lake's 20-way one-shot runs: 20 test items, each matching one of 20 training images."""
+
+    name: str
+    test: list[str]  # paths of the 20 test images
+    train: list[str]  # paths of the 20 candidate images
+    answer: list[int]  # answer[i] = index into `train` of the class of test[i]
+
+
+def extract_omniglot_runs(zip_path: str | os.PathLike, dest: str | os.PathLike) -> list[OneShotRun]:
+    """Lake's `all_runs.zip`: extracts into `dest` and reads each run's `class_labels.txt`."""
+    dest = Path(dest)
+    runs = []
+    with zipfile.ZipFile(zip_path) as z:
+        names = z.namelist()
+        for name in names:
+            if name.endswith("/"):
+                continue
+            target = dest / name
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(name))
+        for label_file in sorted(n for n in names if n.endswith("class_labels.txt")):
+            run = label_file.split("/")[0]
+            pairs = [line.split() for line in z.read(label_file).decode().splitlines() if line.strip()]
+            train = sorted({t for _, t in pairs})
+            index = {t: i for i, t in enumerate(train)}
+            runs.append(
+                OneShotRun(
+                    run,
+                    [str(dest / q) for q, _ in pairs],
+                    [str(dest / t) for t in train],
+                    [index[t] for _, t in pairs],
+                )
+            )
+    if not runs:
+        raise ReaderError(f"{zip_path} holds no run*/class_labels.txt")
+    return runs
+
+
+READERS = {"bhsig": read_bhsig, "cedar": read_cedar, "generic": read_generic}
+
+
+def read(kind: str, root: str, forged_pattern: str | None = None) -> list[Sample]:
+    if kind not in READERS:
+        raise ReaderError(f"unknown reader {kind!r}; use one of {sorted(READERS)}")
+    if kind == "generic" and forged_pattern is not None:
+        return read_generic(root, forged_pattern)
+    return READERS[kind](root)
+
+
+def write_list(samples: Iterable[Sample], path: str | os.PathLike) -> None:
+    """The list file `twin preprocess --list` reads: TSV `path<TAB>subject<TAB>kind`, no header."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        for s in samples:
+            w.writerow([s.path, s.subject, s.kind])
+
+
+def read_list(path: str | os.PathLike) -> list[Sample]:
+    out = []
+    with open(path, newline="") as f:
+        for row in csv.reader(f, delimiter="\t"):
+            if not row or row[0].startswith("#"):
+                continue
+            row += [""] * (3 - len(row))
+            out.append(Sample(row[0], row[1], row[2] or GENUINE))
+    return out

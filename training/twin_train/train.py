@@ -1,0 +1,261 @@
+"""Training: identity-balanced batches, embed once, mine in the batch, triplet (semi-hard or
+batch-hard) or contrastive loss; skilled forgeries ride along as hard negatives.
+
+    python -m twin_train.train --cache CACHE_PREFIX --out RUN_DIR [options]
+
+Prints one line per epoch (loss, active triplets, validation EER on skilled and random
+forgeries, time) and writes RUN_DIR/last.pt, RUN_DIR/best.pt (lowest validation skilled EER)
+and RUN_DIR/log.jsonl. Seeded: the same seed, data, thread count and torch build give the
+same model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import cache as cache_mod
+from .augment import AugmentSpec, augment
+from .embed import torch_embed
+from .losses import LOSSES, skilled
+from .metrics import eer
+from .model import build
+from .pairs import build_pairs, cosine_scores, parse_range, split_indices
+from .readers import FORGED, GENUINE
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cache", required=True, help="prefix of the `twin preprocess` cache (PREFIX.npy, PREFIX.json)")
+    p.add_argument("--out", required=True, help="run directory for checkpoints and the log")
+    p.add_argument("--train-writers", default="1-50")
+    p.add_argument("--val-writers", default="51-60")
+    p.add_argument("--loss", choices=sorted(LOSSES), default="semihard")
+    p.add_argument("--margin", type=float, default=0.2, help="triplet margin on squared distance (contrastive: on distance)")
+    p.add_argument("--no-forgeries", action="store_true", help="do not use skilled forgeries as negatives")
+    p.add_argument("--skilled-weight", type=float, default=1.0,
+                   help="weight of the explicit term over every (genuine, genuine, own skilled forgery) triplet")
+    p.add_argument("--writers-per-batch", type=int, default=16, help="P: subjects per batch")
+    p.add_argument("--genuine-per-writer", type=int, default=6, help="K: genuine images per subject")
+    p.add_argument("--forged-per-writer", type=int, default=4, help="F: skilled forgeries per subject")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--steps-per-epoch", type=int, default=0, help="0: one pass over the training genuine images")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--widths", default="32,64,96,128")
+    p.add_argument("--grid", default="2,6")
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--augment", default="", help="override augmentation fields, e.g. p_dilate=0,p_erode=0 (see augment.py)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    p.add_argument("--eval-every", type=int, default=1)
+    return p.parse_args(argv)
+
+
+class BalancedSampler:
+    """P subjects × (K genuine + F forged) per batch; subjects cycle in shuffled order so every
+    one is seen equally often; images within a subject cycle too."""
+
+    def __init__(self, subjects, genuine, forged, p, k, f, rng: np.random.Generator):
+        self.subjects = [s for s in subjects if len(genuine[s]) >= 2]
+        if len(self.subjects) < 2:
+            raise ValueError("training needs at least 2 subjects with 2+ genuine images each")
+        self.genuine, self.forged = genuine, forged
+        self.p, self.k, self.f = min(p, len(self.subjects)), k, f
+        self.rng = rng
+        self.queue: list = []
+        self.cursor = {s: [] for s in self.subjects}
+        self.fcursor = {s: [] for s in self.subjects}
+
+    def _take(self, pool, cursors, s, n):
+        out = []
+        while len(out) < n and pool[s]:
+            if not cursors[s]:
+                cursors[s] = list(self.rng.permutation(pool[s]))
+            out.append(cursors[s].pop())
+        return out
+
+    def batch(self):
+        chosen = []
+        while len(chosen) < self.p:
+            if not self.queue:
+                self.queue = list(self.rng.permutation(len(self.subjects)))
+            s = self.subjects[self.queue.pop()]
+            if s not in chosen:
+                chosen.append(s)
+        idx, subj, forged = [], [], []
+        for j, s in enumerate(chosen):
+            g = self._take(self.genuine, self.cursor, s, min(self.k, len(self.genuine[s])))
+            fo = self._take(self.forged, self.fcursor, s, self.f) if self.f else []
+            idx += g + fo
+            subj += [j] * (len(g) + len(fo))
+            forged += [False] * len(g) + [True] * len(fo)
+        return np.array(idx), np.array(subj), np.array(forged)
+
+
+def batch_labels(subj: np.ndarray, forged: np.ndarray) -> torch.Tensor:
+    labels = torch.from_numpy(subj.astype(np.int64))
+    f = torch.from_numpy(forged)
+    labels[f] = -(1 + torch.nonzero(f).flatten())
+    return labels
+
+
+def validate(model, x, samples, val_idx, device):
+    emb = torch_embed_device(model, x[val_idx], device)
+    sub = [samples[i] for i in val_idx]
+    pairs = build_pairs(sub)
+    pos = cosine_scores(emb, pairs.positive)
+    out = {}
+    for kind in ("skilled", "random"):
+        neg_pairs = getattr(pairs, kind)
+        if len(neg_pairs) and len(pos):
+            out[f"val_eer_{kind}"] = eer(pos, cosine_scores(emb, neg_pairs))[0]
+    return out
+
+
+def torch_embed_device(model, x, device, batch=256):
+    if device == "cpu":
+        return torch_embed(model, x, batch)
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            out.append(model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])).to(device)).cpu().numpy())
+    return np.concatenate(out)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    if device == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    c = cache_mod.load(args.cache)
+    mean, std = float(c.preprocess.get("mean", 0.0)), float(c.preprocess.get("std", 1.0))
+    train_idx = split_indices(c.samples, *parse_range(args.train_writers))
+    val_idx = split_indices(c.samples, *parse_range(args.val_writers))
+    if len(train_idx) == 0:
+        raise SystemExit(f"no training images for writers {args.train_writers} in {args.cache}")
+    genuine, forged = {}, {}
+    for i in train_idx:
+        s = c.samples[i]
+        genuine.setdefault(s.subject, [])
+        forged.setdefault(s.subject, [])
+        (genuine if s.kind == GENUINE else forged)[s.subject].append(int(i))
+    f = 0 if args.no_forgeries else args.forged_per_writer
+    sampler = BalancedSampler(sorted(genuine), genuine, forged, args.writers_per_batch, args.genuine_per_writer, f, rng)
+    n_gen = sum(len(v) for v in genuine.values())
+    steps = args.steps_per_epoch or max(1, math.ceil(n_gen / (sampler.p * args.genuine_per_writer)))
+
+    config = {
+        "channels": c.input["channels"],
+        "widths": [int(v) for v in args.widths.split(",")],
+        "grid": [int(v) for v in args.grid.split(",")],
+        "dim": args.dim,
+        "dropout": args.dropout,
+    }
+    model = build(config).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    total = args.epochs * steps
+    warm = int(args.warmup_epochs * steps)
+
+    def lr_at(step):
+        if step < warm:
+            return args.lr * (step + 1) / warm
+        return args.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+    loss_fn = LOSSES[args.loss]
+    aug = AugmentSpec()
+    for item in filter(None, args.augment.split(",")):
+        key, _, value = item.partition("=")
+        if not hasattr(aug, key):
+            raise SystemExit(f"unknown augmentation field {key!r}; fields: {list(dataclasses.asdict(aug))}")
+        setattr(aug, key, float(value))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "log.jsonl", "w")
+    meta = {
+        "model": config,
+        "input": c.input,
+        "preprocess": c.preprocess,
+        "args": vars(args),
+        "augment": dataclasses.asdict(aug),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    print(
+        f"train: {len(genuine)} subjects, {n_gen} genuine + {sum(len(v) for v in forged.values())} forged images; "
+        f"val: {len(val_idx)} images; input {tuple(c.x.shape[1:])}; batch {sampler.p}x({args.genuine_per_writer}+{f}); "
+        f"{steps} steps/epoch; loss {args.loss} margin {args.margin}; device {device}, {torch.get_num_threads()} threads",
+        flush=True,
+    )
+    best = math.inf
+    wall0, cpu0 = time.time(), time.process_time()
+    step = 0
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        t0 = time.time()
+        losses, active = [], []
+        for _ in range(steps):
+            idx, subj, is_forged = sampler.batch()
+            xb = torch.from_numpy(c.x[idx])
+            if not args.no_augment:
+                xb = augment(xb, aug, mean, std, g)
+            labels = batch_labels(subj, is_forged)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step)
+            emb = model(xb.to(device))
+            loss, info = loss_fn(emb, labels.to(device), args.margin)
+            if args.skilled_weight and is_forged.any():
+                loss = loss + args.skilled_weight * skilled(
+                    emb, torch.from_numpy(subj).to(device), torch.from_numpy(is_forged).to(device), args.margin)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            active.append(info["active"])
+            step += 1
+        rec = {"epoch": epoch, "loss": float(np.mean(losses)), "active": float(np.mean(active)), "lr": lr_at(step - 1)}
+        if len(val_idx) and (epoch % args.eval_every == 0 or epoch == args.epochs):
+            rec.update(validate(model, c.x, c.samples, val_idx, device))
+        rec["epoch_s"] = time.time() - t0
+        rec["wall_s"] = time.time() - wall0
+        rec["cpu_s"] = time.process_time() - cpu0
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        print(
+            f"epoch {epoch:3d}  loss {rec['loss']:.4f}  active {rec['active']:.2f}  "
+            f"val EER skilled {rec.get('val_eer_skilled', float('nan')):.4f} random {rec.get('val_eer_random', float('nan')):.4f}  "
+            f"{rec['epoch_s']:.0f}s (wall {rec['wall_s']:.0f}s, cpu {rec['cpu_s']:.0f}s)",
+            flush=True,
+        )
+        ckpt = {"state": model.state_dict(), "epoch": epoch, "record": rec, **meta}
+        torch.save(ckpt, out / "last.pt")
+        score = rec.get("val_eer_skilled", -epoch)
+        if score <= best:
+            best = score
+            torch.save(ckpt, out / "best.pt")
+    summary = {"wall_s": time.time() - wall0, "cpu_s": time.process_time() - cpu0, "best_val_eer_skilled": best, "epochs": args.epochs}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"done: wall {summary['wall_s']:.0f}s, cpu {summary['cpu_s']:.0f}s, best val skilled EER {best:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
