@@ -10,7 +10,8 @@ Steps:
   1. `cargo run -p twin-embed --example golden_inputs` writes images/*, tensors.npy and
      inputs.json under crates/twin-embed/tests/golden/ (Rust preprocessing);
   2. onnxruntime (CPU) runs the model on tensors.npy, one batch, -> outputs.npy;
-  3. fixtures for the model-contract tests (a graph with a rank-3 input).
+  3. fixtures for the model-contract tests (a graph with a rank-3 input, a graph whose
+     outputs are not L2-normalized).
 Rerun it when the development model or the preprocessing changes on purpose.
 """
 
@@ -46,6 +47,25 @@ def rank3_fixture() -> None:
     (FIXTURES / "rank3.onnx").write_bytes(model.SerializeToString())
 
 
+def unnormalized_fixture() -> None:
+    """The dev model's input and output shapes without L2 normalization (1x1 conv to 128
+    channels of weight 3, average pool): outputs have norm far from 1."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [128, 1, 1, 1], [3.0] * 128)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["c"], kernel_shape=[1, 1]),
+         helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+         helper.make_node("Flatten", ["g"], ["embedding"], axis=1)],
+        "unnormalized",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 80, 160])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 128])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    (FIXTURES / "unnormalized.onnx").write_bytes(model.SerializeToString())
+
+
 def main() -> None:
     subprocess.run(
         ["cargo", "run", "--quiet", "-p", "twin-embed", "--example", "golden_inputs", "--",
@@ -63,6 +83,7 @@ def main() -> None:
     listing["outputs_shape"] = list(outputs.shape)
     (GOLDEN / "inputs.json").write_text(json.dumps(listing, indent=2) + "\n")
     rank3_fixture()
+    unnormalized_fixture()
     print(f"make_golden: {len(listing['images'])} images, outputs {outputs.shape} "
           f"with onnxruntime {ort.__version__} -> {GOLDEN}")
 

@@ -13,7 +13,7 @@
 #
 # Environment: TWIN_DATA (default ../shared/data next to the repo), TWIN_TRAIN_WORK (caches and
 # runs, default ~/.cache/twin-train; never inside the repo), TWIN_BIN (the twin binary,
-# default: built with cargo), THREADS (torch threads), EPOCHS, SEED, DEVICE (cpu|cuda|auto).
+# default: built with cargo), THREADS (torch threads, default 1), EPOCHS, SEED, DEVICE (cpu|cuda|auto).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
@@ -31,7 +31,8 @@ PY="$here/.venv/bin/python"
 EPOCHS="${EPOCHS:-30}"
 SEED="${SEED:-7}"
 DEVICE="${DEVICE:-auto}"
-THREADS="${THREADS:-0}"
+# the shipped weights were trained with 1 thread; the same count reproduces them bit for bit
+THREADS="${THREADS:-1}"
 export TWIN_ORT_DYLIB="${TWIN_ORT_DYLIB:-$repo/runtime/libonnxruntime.so}"
 
 twin_bin() {
@@ -55,7 +56,7 @@ train() {
   need_py
   "$PY" -m twin_train.train --cache "$CACHE" --out "$RUN" --epochs "$EPOCHS" --seed "$SEED" \
     --device "$DEVICE" --threads "$THREADS" --train-writers 1-50 --val-writers 51-60 \
-    --widths 24,48,64,96 --loss semihard --margin 0.2 --skilled-weight 1.0 --lr 1e-3 \
+    --widths 24,48,64,96 --grid 1,1 --loss semihard --margin 0.2 --skilled-weight 1.0 --lr 1e-3 \
     --augment p_dilate=0,p_erode=0 "$@"
 }
 

@@ -86,7 +86,10 @@ impl TwinProcess {
         .flatten();
         let Some(addr) = addr else {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("{} did not become ready; its log:\n{text}", binary.display());
+            panic!(
+                "{} did not become ready; its log:\n{text}",
+                binary.display()
+            );
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -134,7 +137,9 @@ impl TwinProcess {
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
-        tokio::time::timeout(timeout, self.child.wait()).await.is_ok()
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .is_ok()
     }
 
     /// SIGKILL, no grace.
@@ -169,21 +174,28 @@ pub fn genuine(writer: usize, index: usize) -> Vec<u8> {
     signature(writer, SampleKind::Genuine, index)
 }
 
-/// The bytes of a PNG whose header claims `width` × `height` pixels (a decompression
-/// bomb's header, with no pixel data after it).
+/// The bytes of a PNG whose header claims `width` × `height` pixels: a decompression
+/// bomb's opening (IHDR, then a tiny IDAT), with almost no pixel data.
 pub fn png_header(width: u32, height: u32) -> Vec<u8> {
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&width.to_be_bytes());
     ihdr.extend_from_slice(&height.to_be_bytes());
     ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-    let mut chunk = b"IHDR".to_vec();
-    chunk.extend_from_slice(&ihdr);
-    let crc = crc32(&chunk);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&chunk);
-    png.extend_from_slice(&crc.to_be_bytes());
+    push_chunk(&mut png, b"IHDR", &ihdr);
+    // A zlib stream of one stored empty block: valid, and nowhere near the claimed size.
+    push_chunk(&mut png, b"IDAT", &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1]);
+    push_chunk(&mut png, b"IEND", &[]);
     png
+}
+
+fn push_chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    let length = u32::try_from(data.len()).expect("small chunk");
+    png.extend_from_slice(&length.to_be_bytes());
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    png.extend_from_slice(&body);
+    png.extend_from_slice(&crc32(&body).to_be_bytes());
 }
 
 fn crc32(data: &[u8]) -> u32 {

@@ -122,7 +122,13 @@ async fn enrol_verify_search_and_delete_through_the_real_server() {
     // Enrol three writers, two references each, synchronously.
     for writer in 0..3 {
         for index in 0..2 {
-            let job = enroll(&mut enrollment, &format!("writer-{writer}"), genuine(writer, index), true).await;
+            let job = enroll(
+                &mut enrollment,
+                &format!("writer-{writer}"),
+                genuine(writer, index),
+                true,
+            )
+            .await;
             assert_eq!(job.status, pb::JobStatus::Done as i32, "{job:?}");
             assert!(!job.point_id.is_empty());
         }
@@ -141,8 +147,15 @@ async fn enrol_verify_search_and_delete_through_the_real_server() {
         .await
         .expect("subject")
         .into_inner();
-    assert_eq!(subject.references.len(), 2, "re-enrolment must not add a point");
-    assert!(subject.references.iter().any(|r| r.point_id == again.point_id));
+    assert_eq!(
+        subject.references.len(),
+        2,
+        "re-enrolment must not add a point"
+    );
+    assert!(subject
+        .references
+        .iter()
+        .any(|r| r.point_id == again.point_id));
 
     // 1:1 — an image against itself is a perfect match; two writers are not.
     let same = verification
@@ -176,7 +189,10 @@ async fn enrol_verify_search_and_delete_through_the_real_server() {
         .await
         .expect("verify")
         .into_inner();
-    assert!(!different.r#match && different.score < same.score, "{different:?}");
+    assert!(
+        !different.r#match && different.score < same.score,
+        "{different:?}"
+    );
     // The model's calibrated default operating point is used when none is named.
     let default_policy = verification
         .verify(authed(
@@ -190,7 +206,10 @@ async fn enrol_verify_search_and_delete_through_the_real_server() {
         .await
         .expect("verify")
         .into_inner();
-    assert_eq!(default_policy.audit.expect("audit").operating_point, "FAR 1 %");
+    assert_eq!(
+        default_policy.audit.expect("audit").operating_point,
+        "FAR 1 %"
+    );
 
     // Probe vs subject: an enrolled image matches its subject, with the reference named.
     let subject_match = verification
@@ -209,7 +228,11 @@ async fn enrol_verify_search_and_delete_through_the_real_server() {
         .into_inner();
     assert!(subject_match.r#match, "{subject_match:?}");
     assert_eq!(subject_match.references, 2);
-    assert!(!subject_match.audit.expect("audit").matched_point_id.is_empty());
+    assert!(!subject_match
+        .audit
+        .expect("audit")
+        .matched_point_id
+        .is_empty());
     let unknown_subject = verification
         .verify_subject(authed(
             pb::VerifySubjectRequest {
@@ -267,7 +290,12 @@ async fn enrol_verify_search_and_delete_through_the_real_server() {
     let mut status = job.status;
     for _ in 0..200 {
         let fetched = enrollment
-            .get_job(authed(pb::GetJobRequest { job_id: job.job_id.clone() }, READ_KEY))
+            .get_job(authed(
+                pb::GetJobRequest {
+                    job_id: job.job_id.clone(),
+                },
+                READ_KEY,
+            ))
             .await
             .expect("get job")
             .into_inner();
@@ -280,7 +308,12 @@ async fn enrol_verify_search_and_delete_through_the_real_server() {
     }
     assert_eq!(status, pb::JobStatus::Done as i32);
     let missing = enrollment
-        .get_job(authed(pb::GetJobRequest { job_id: "no-such-job".into() }, READ_KEY))
+        .get_job(authed(
+            pb::GetJobRequest {
+                job_id: "no-such-job".into(),
+            },
+            READ_KEY,
+        ))
         .await
         .expect_err("unknown job");
     assert_eq!(missing.code(), Code::NotFound);
@@ -336,9 +369,16 @@ async fn batch_enrolment_accepts_good_items_and_rejects_bad_ones_with_reasons() 
         .await
         .expect("batch")
         .into_inner();
-    assert_eq!((response.accepted, response.rejected), (3, 3), "{response:?}");
+    assert_eq!(
+        (response.accepted, response.rejected),
+        (3, 3),
+        "{response:?}"
+    );
     let reasons: Vec<&str> = response.results.iter().map(|r| r.reason.as_str()).collect();
-    assert!(reasons[1].contains("unsupported image format"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("unsupported image format"),
+        "{reasons:?}"
+    );
     assert!(reasons[3].contains("subject id is empty"), "{reasons:?}");
     assert!(reasons[4].contains("empty"), "{reasons:?}");
     assert_eq!(response.results[2].client_ref, "item-2");
@@ -348,7 +388,12 @@ async fn batch_enrolment_accepts_good_items_and_rejects_bad_ones_with_reasons() 
         let mut done = false;
         for _ in 0..200 {
             let job = enrollment
-                .get_job(authed(pb::GetJobRequest { job_id: result.job_id.clone() }, READ_KEY))
+                .get_job(authed(
+                    pb::GetJobRequest {
+                        job_id: result.job_id.clone(),
+                    },
+                    READ_KEY,
+                ))
                 .await
                 .expect("job")
                 .into_inner();
@@ -379,14 +424,20 @@ async fn auth_is_enforced_by_scope() {
         b: image(genuine(0, 1)),
         ..Default::default()
     };
-    let none = verification.verify(Request::new(request())).await.expect_err("no key");
+    let none = verification
+        .verify(Request::new(request()))
+        .await
+        .expect_err("no key");
     assert_eq!(none.code(), Code::Unauthenticated);
     let wrong = verification
         .verify(authed(request(), "not-a-key-of-this-server"))
         .await
         .expect_err("wrong key");
     assert_eq!(wrong.code(), Code::Unauthenticated);
-    verification.verify(authed(request(), READ_KEY)).await.expect("read key verifies");
+    verification
+        .verify(authed(request(), READ_KEY))
+        .await
+        .expect("read key verifies");
     let read_only = enrollment
         .delete_subject(authed(
             pb::DeleteSubjectRequest {
@@ -401,11 +452,16 @@ async fn auth_is_enforced_by_scope() {
     // Health stays open to probes without a key.
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
     let serving = health
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect("health")
         .into_inner();
-    assert_eq!(serving.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 }
 
 #[tokio::test]
@@ -424,7 +480,11 @@ async fn every_bad_input_class_is_invalid_argument_with_a_reason() {
         ("truncated", truncated, "corrupt or truncated"),
         ("empty", Vec::new(), "empty"),
         ("oversized", oversized, "limit of 200000 bytes"),
-        ("huge dimensions", png_header(100_000, 100_000), "pixels on a side"),
+        (
+            "huge dimensions",
+            png_header(100_000, 100_000),
+            "pixels on a side",
+        ),
     ];
     for (name, data, expected) in cases {
         let status = verification
@@ -439,12 +499,26 @@ async fn every_bad_input_class_is_invalid_argument_with_a_reason() {
             .await
             .expect_err(name);
         assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
-        assert!(status.message().starts_with("b: "), "{name}: names the field: {}", status.message());
-        assert!(status.message().contains(expected), "{name}: {}", status.message());
+        assert!(
+            status.message().starts_with("b: "),
+            "{name}: names the field: {}",
+            status.message()
+        );
+        assert!(
+            status.message().contains(expected),
+            "{name}: {}",
+            status.message()
+        );
     }
     // Wrong field combinations.
     let missing = verification
-        .verify(authed(pb::VerifyRequest { a: image(good.clone()), ..Default::default() }, READ_KEY))
+        .verify(authed(
+            pb::VerifyRequest {
+                a: image(good.clone()),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
         .await
         .expect_err("missing b");
     assert_eq!(missing.code(), Code::InvalidArgument);
@@ -456,7 +530,9 @@ async fn every_bad_input_class_is_invalid_argument_with_a_reason() {
     let short_vector = similarity
         .search(authed(
             pb::SearchRequest {
-                query: Some(pb::search_request::Query::Vector(pb::Vector { values: vec![0.5; 3] })),
+                query: Some(pb::search_request::Query::Vector(pb::Vector {
+                    values: vec![0.5; 3],
+                })),
                 ..Default::default()
             },
             READ_KEY,
@@ -479,7 +555,11 @@ async fn every_bad_input_class_is_invalid_argument_with_a_reason() {
         .await
         .expect_err("uncalibrated FAR");
     assert_eq!(bad_far.code(), Code::InvalidArgument);
-    assert!(bad_far.message().contains("available"), "{}", bad_far.message());
+    assert!(
+        bad_far.message().contains("available"),
+        "{}",
+        bad_far.message()
+    );
     let unknown_model = verification
         .verify(authed(
             pb::VerifyRequest {

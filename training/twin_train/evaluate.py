@@ -63,13 +63,14 @@ def calibrate(model_dir: Path, c, writers: str, description: str) -> list[dict]:
     s = split_scores(model_dir, c, writers)
     points = []
     for target in TARGET_FARS:
-        t = threshold_for_far(s["skilled"], target)
+        # stored with 7 decimals; measured at the stored value so the manifest is self-consistent
+        t = round(threshold_for_far(s["skilled"], target), 7)
         far, frr = far_frr(s["positive"], s["skilled"], t)
         points.append({
             "name": mf.far_name(target),
             "metric": "cosine",
             "target_far": target,
-            "threshold": round(t, 7),
+            "threshold": t,
             "measured_far": far,
             "measured_frr": frr,
             "calibrated_on": description,

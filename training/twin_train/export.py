@@ -117,7 +117,8 @@ def main(argv=None):
     mf.write(manifest_path, m)
     (out / "export.json").write_text(json.dumps({"parity_max_abs": diff, "parity_images": len(x), "checkpoint_epoch": ckpt["epoch"],
                                                  "train_args": ckpt["args"], "model": ckpt["model"], "augment": ckpt["augment"],
-                                                 "torch": ckpt["torch"], "threads": ckpt["threads"]}, indent=2) + "\n")
+                                                 "torch": ckpt["torch"], "threads": ckpt["threads"],
+                                                 "device": ckpt.get("device", ckpt["args"]["device"])}, indent=2) + "\n")
     print(f"exported {onnx_path} (id {m['id'][:12]}…) and {manifest_path}")
 
 

@@ -199,6 +199,7 @@ def main(argv=None):
         "augment": dataclasses.asdict(aug),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": device,
     }
     print(
         f"train: {len(genuine)} subjects, {n_gen} genuine + {sum(len(v) for v in forged.values())} forged images; "

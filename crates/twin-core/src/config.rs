@@ -350,8 +350,7 @@ impl TwinConfig {
         // AMQP names are at most 255 bytes; the longest derived one is the status feed.
         if self.queue.queue.len() + ".status.".len() + self.queue.status_feed.len() > 255 {
             return invalid(
-                "queue.queue and queue.status_feed are too long: together at most 247 bytes"
-                    .into(),
+                "queue.queue and queue.status_feed are too long: together at most 247 bytes".into(),
             );
         }
         if self.queue.max_message_bytes == 0 || self.queue.confirm_timeout_ms == 0 {

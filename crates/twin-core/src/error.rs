@@ -11,7 +11,9 @@ pub enum CoreError {
     DimensionMismatch { expected: usize, actual: usize },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    #[error("no operating point for metric {metric} at target FAR {target_far}; available: {available}")]
+    #[error(
+        "no operating point for metric {metric} at target FAR {target_far}; available: {available}"
+    )]
     NoOperatingPoint {
         metric: Metric,
         target_far: f64,

@@ -99,7 +99,10 @@ pub fn l1_distance(x: &[f32], y: &[f32]) -> f64 {
 
 /// Dot product x · y.
 pub fn dot(x: &[f32], y: &[f32]) -> f64 {
-    x.iter().zip(y).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+        .sum()
 }
 
 /// Euclidean norm ‖x‖₂.

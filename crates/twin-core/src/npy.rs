@@ -73,7 +73,9 @@ pub fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
         .ok_or("truncated .npy header")?;
     let header = std::str::from_utf8(header).map_err(|_| "npy header is not text")?;
     if !header.contains("'descr': '<f4'") {
-        return Err(format!("expected little-endian f32 ('<f4'), header is {header}"));
+        return Err(format!(
+            "expected little-endian f32 ('<f4'), header is {header}"
+        ));
     }
     if header.contains("'fortran_order': True") {
         return Err("fortran-ordered .npy files are not supported".to_owned());
@@ -88,7 +90,10 @@ pub fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad npy dimension {s:?}")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad npy dimension {s:?}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let count = shape
         .iter()

@@ -76,7 +76,9 @@ pub enum PreprocessError {
     UnsupportedFormat(String),
     #[error("image data is corrupt or truncated: {0}")]
     Corrupt(String),
-    #[error("no ink found: the image is blank or has too little contrast to separate ink from paper")]
+    #[error(
+        "no ink found: the image is blank or has too little contrast to separate ink from paper"
+    )]
     NoInk,
     #[error("model manifest gives unusable preprocessing parameters: {0}")]
     InvalidSpec(String),
@@ -572,7 +574,11 @@ mod tests {
         chunk(&mut png, b"IHDR", &ihdr);
         if with_data {
             // zlib header + an empty stored block: valid framing, no pixels.
-            chunk(&mut png, b"IDAT", &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff]);
+            chunk(
+                &mut png,
+                b"IDAT",
+                &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff],
+            );
             chunk(&mut png, b"IEND", &[]);
         }
         png
@@ -601,7 +607,10 @@ mod tests {
     #[test]
     fn text_file_is_unsupported_format() {
         let err = run(b"name,subject\nalice,1\n").expect_err("text is not an image");
-        assert!(matches!(err, PreprocessError::UnsupportedFormat(_)), "{err}");
+        assert!(
+            matches!(err, PreprocessError::UnsupportedFormat(_)),
+            "{err}"
+        );
         assert!(err.to_string().contains("PNG, JPEG, TIFF or BMP"));
     }
 
@@ -726,7 +735,11 @@ mod tests {
             p.0[0] = 255 - p.0[0];
         }
         let a = run(&encode(&DynamicImage::ImageLuma8(page), ImageFormat::Png)).expect("a");
-        let b = run(&encode(&DynamicImage::ImageLuma8(inverted), ImageFormat::Png)).expect("b");
+        let b = run(&encode(
+            &DynamicImage::ImageLuma8(inverted),
+            ImageFormat::Png,
+        ))
+        .expect("b");
         assert_eq!(a, b);
     }
 
@@ -740,8 +753,8 @@ mod tests {
                 Rgba([0, 0, 0, 0])
             }
         });
-        let tensor = run(&encode(&DynamicImage::ImageRgba8(image), ImageFormat::Png))
-            .expect("rgba png");
+        let tensor =
+            run(&encode(&DynamicImage::ImageRgba8(image), ImageFormat::Png)).expect("rgba png");
         let ink: f32 = tensor.iter().sum();
         // 60x10 ink → width-limited 32x5.33: about 171 ink pixels of 512.
         assert!(ink > 100.0 && ink < 250.0, "ink sum {ink}");

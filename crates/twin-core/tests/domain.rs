@@ -39,17 +39,28 @@ fn threshold_comes_from_the_requested_operating_point() {
     assert_eq!(r.operating_point, "FAR 0.1 %");
     let d = resolve_threshold(&p, Metric::Cosine, ThresholdChoice::Default, 0.01).expect("default");
     assert_eq!(d.threshold, 0.7);
-    let e = resolve_threshold(&p, Metric::L2, ThresholdChoice::Explicit(-0.4), 0.01)
-        .expect("explicit");
-    assert_eq!((e.threshold, e.operating_point.as_str()), (-0.4, "explicit"));
+    let e =
+        resolve_threshold(&p, Metric::L2, ThresholdChoice::Explicit(-0.4), 0.01).expect("explicit");
+    assert_eq!(
+        (e.threshold, e.operating_point.as_str()),
+        (-0.4, "explicit")
+    );
 }
 
 #[test]
 fn an_uncalibrated_target_lists_what_is_available() {
-    let err = resolve_threshold(&points(), Metric::Cosine, ThresholdChoice::TargetFar(0.05), 0.01)
-        .expect_err("0.05 is not calibrated");
+    let err = resolve_threshold(
+        &points(),
+        Metric::Cosine,
+        ThresholdChoice::TargetFar(0.05),
+        0.01,
+    )
+    .expect_err("0.05 is not calibrated");
     let message = err.to_string();
-    assert!(message.contains("0.05") && message.contains("FAR 1 %"), "{message}");
+    assert!(
+        message.contains("0.05") && message.contains("FAR 1 %"),
+        "{message}"
+    );
     let err = resolve_threshold(&points(), Metric::L1, ThresholdChoice::Default, 0.01)
         .expect_err("no l1 points");
     assert!(err.to_string().contains("explicit threshold"), "{err}");
@@ -66,11 +77,20 @@ fn decision_is_score_at_least_threshold() {
 #[test]
 fn aggregation_best_mean_and_k_of_n() {
     let scores = [0.2, 0.9, 0.5, 0.7];
-    assert_eq!(aggregate(&scores, Aggregation::Best).expect("best"), (0.9, 1));
+    assert_eq!(
+        aggregate(&scores, Aggregation::Best).expect("best"),
+        (0.9, 1)
+    );
     let (mean, _) = aggregate(&scores, Aggregation::Mean).expect("mean");
     assert!((mean - 0.575).abs() < 1e-12);
-    assert_eq!(aggregate(&scores, Aggregation::KOfN(2)).expect("2-of-n"), (0.7, 3));
-    assert_eq!(aggregate(&scores, Aggregation::KOfN(4)).expect("4-of-n"), (0.2, 0));
+    assert_eq!(
+        aggregate(&scores, Aggregation::KOfN(2)).expect("2-of-n"),
+        (0.7, 3)
+    );
+    assert_eq!(
+        aggregate(&scores, Aggregation::KOfN(4)).expect("4-of-n"),
+        (0.2, 0)
+    );
     assert!(aggregate(&scores, Aggregation::KOfN(5)).is_err());
     assert!(aggregate(&scores, Aggregation::KOfN(0)).is_err());
     assert!(aggregate(&[], Aggregation::Best).is_err());
@@ -130,7 +150,10 @@ threshold = 0.8
 fn manifest_loads_and_rejects_what_is_wrong() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = ModelManifest::load(dir.path()).expect_err("no manifest yet");
-    assert!(err.to_string().contains("manifest.toml is missing"), "{err}");
+    assert!(
+        err.to_string().contains("manifest.toml is missing"),
+        "{err}"
+    );
 
     std::fs::write(dir.path().join("manifest.toml"), MANIFEST).expect("write");
     let m = ModelManifest::load(dir.path()).expect("valid manifest");
@@ -153,7 +176,11 @@ fn manifest_loads_and_rejects_what_is_wrong() {
 fn config_layers_defaults_file_and_env() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("twin.toml");
-    std::fs::write(&file, "[queue]\nbackend = \"rabbitmq\"\n[worker]\nbatch_size = 8\n").expect("write");
+    std::fs::write(
+        &file,
+        "[queue]\nbackend = \"rabbitmq\"\n[worker]\nbatch_size = 8\n",
+    )
+    .expect("write");
     let env = vec![
         ("TWIN_WORKER__BATCH_SIZE".to_owned(), "16".to_owned()),
         ("TWIN_STORE__API_KEY".to_owned(), "s3cret".to_owned()),
@@ -164,10 +191,16 @@ fn config_layers_defaults_file_and_env() {
     assert_eq!(config.worker.batch_size, 16, "env wins over the file");
     assert_eq!(config.gateway, TwinConfig::default().gateway);
     let shown = config.redacted_toml();
-    assert!(!shown.contains("s3cret") && !shown.contains("guest:guest"), "{shown}");
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("guest:guest"),
+        "{shown}"
+    );
 
-    let err = TwinConfig::load(None, vec![("TWIN_WORKER__BATCH_SIZE".into(), "many".into())])
-        .expect_err("not a number");
+    let err = TwinConfig::load(
+        None,
+        vec![("TWIN_WORKER__BATCH_SIZE".into(), "many".into())],
+    )
+    .expect_err("not a number");
     assert!(err.to_string().contains("TWIN_WORKER__BATCH_SIZE"), "{err}");
     let err = TwinConfig::load(None, vec![("TWIN_WORKER__NOPE".into(), "1".into())])
         .expect_err("unknown key");
@@ -183,5 +216,8 @@ fn url_passwords_are_redacted() {
         redact_url_password("amqp://user:pw@host:5672/%2f"),
         "amqp://user:***@host:5672/%2f"
     );
-    assert_eq!(redact_url_password("http://qdrant:6334"), "http://qdrant:6334");
+    assert_eq!(
+        redact_url_password("http://qdrant:6334"),
+        "http://qdrant:6334"
+    );
 }

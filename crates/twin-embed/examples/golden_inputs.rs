@@ -21,7 +21,8 @@ fn stroke(seed: u32, width: u32, height: u32) -> Vec<(f32, f32)> {
             let t = i as f32 / 599.0;
             let x = 0.1 + 0.8 * t + 0.04 * (std::f32::consts::TAU * (2.0 + s * 0.7) * t).sin();
             let y = 0.5
-                + 0.28 * (std::f32::consts::TAU * ((1.3 + s * 0.45) * t + s * 0.1)).sin()
+                + 0.28
+                    * (std::f32::consts::TAU * ((1.3 + s * 0.45) * t + s * 0.1)).sin()
                     * (std::f32::consts::TAU * (0.6 + s * 0.2) * t).cos();
             (x * width as f32, y * height as f32)
         })
@@ -49,7 +50,9 @@ fn ink(seed: u32, width: u32, height: u32, pen: f32) -> Vec<f32> {
 
 fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
-    image.write_to(&mut out, format).expect("encoding a generated image");
+    image
+        .write_to(&mut out, format)
+        .expect("encoding a generated image");
     out.into_inner()
 }
 
@@ -74,7 +77,10 @@ fn main() {
     let images: Vec<(String, Vec<u8>)> = vec![
         (
             "pen-gray.png".into(),
-            encode(&DynamicImage::ImageLuma8(gray(1, 240, 20)), ImageFormat::Png),
+            encode(
+                &DynamicImage::ImageLuma8(gray(1, 240, 20)),
+                ImageFormat::Png,
+            ),
         ),
         (
             "scan-rgb.jpg".into(),
@@ -89,7 +95,10 @@ fn main() {
         ),
         (
             "gray.tiff".into(),
-            encode(&DynamicImage::ImageLuma8(gray(4, 235, 30)), ImageFormat::Tiff),
+            encode(
+                &DynamicImage::ImageLuma8(gray(4, 235, 30)),
+                ImageFormat::Tiff,
+            ),
         ),
         ("transparent.png".into(), {
             let page = ink(5, w, h, 1.8);

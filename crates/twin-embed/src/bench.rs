@@ -119,7 +119,10 @@ impl BenchReport {
         fields.insert("max_batch".into(), self.max_batch.into());
         for r in &self.rows {
             fields.insert(format!("raw_b{}_ips", r.size), round1(r.raw_ips).into());
-            fields.insert(format!("batched_c{}_ips", r.size), round1(r.batched_ips).into());
+            fields.insert(
+                format!("batched_c{}_ips", r.size),
+                round1(r.batched_ips).into(),
+            );
         }
         if let Some(ratio) = self.ratio() {
             fields.insert("ratio".into(), ((ratio * 1000.0).round() / 1000.0).into());
@@ -169,7 +172,13 @@ pub fn run_embed_bench(
         } else {
             after.images.saturating_sub(before.images) as f64 / runs as f64
         };
-        tracing::info!(size, raw_ips, batched_ips, batched_mean_batch, "embed bench point");
+        tracing::info!(
+            size,
+            raw_ips,
+            batched_ips,
+            batched_mean_batch,
+            "embed bench point"
+        );
         rows.push(BenchRow {
             size,
             raw_ips,

@@ -19,7 +19,10 @@ pub enum EmbedError {
         "{setting} points at {path}, which does not exist; run `bash scripts/setup.sh` or fix \
          the path"
     )]
-    LibraryMissing { setting: &'static str, path: PathBuf },
+    LibraryMissing {
+        setting: &'static str,
+        path: PathBuf,
+    },
     #[error("cannot start onnx runtime from {path}: {message}")]
     Runtime { path: PathBuf, message: String },
     #[error("model {dir} is unusable: {message}")]

@@ -15,8 +15,8 @@
 //! metric. Keeping outputs raw is also what lets the golden test compare twin with
 //! onnxruntime-Python to 1e-5.
 
-pub mod bench;
 mod batcher;
+pub mod bench;
 pub mod error;
 pub mod model;
 mod registry;

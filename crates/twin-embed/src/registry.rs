@@ -42,7 +42,9 @@ impl ModelRegistry {
                 .iter()
                 .position(|m| m.manifest().name == default || m.manifest().id == default)
                 .ok_or_else(|| {
-                    unusable(format!("models.default = {default:?} is not among the loaded models"))
+                    unusable(format!(
+                        "models.default = {default:?} is not among the loaded models"
+                    ))
                 })?
         };
         Ok(Self {
@@ -71,6 +73,9 @@ impl ModelRegistry {
 
     /// Names of the served models, for error messages.
     pub fn names(&self) -> Vec<String> {
-        self.models.iter().map(|m| m.manifest().name.clone()).collect()
+        self.models
+            .iter()
+            .map(|m| m.manifest().name.clone())
+            .collect()
     }
 }

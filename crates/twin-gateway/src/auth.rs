@@ -139,9 +139,18 @@ mod tests {
 
     #[test]
     fn scopes_follow_the_method() {
-        assert_eq!(required_scope("/twin.v1.Enrollment/Enroll"), Some(Scope::Write));
-        assert_eq!(required_scope("/twin.v1.Enrollment/GetJob"), Some(Scope::Read));
-        assert_eq!(required_scope("/twin.v1.Verification/Verify"), Some(Scope::Read));
+        assert_eq!(
+            required_scope("/twin.v1.Enrollment/Enroll"),
+            Some(Scope::Write)
+        );
+        assert_eq!(
+            required_scope("/twin.v1.Enrollment/GetJob"),
+            Some(Scope::Read)
+        );
+        assert_eq!(
+            required_scope("/twin.v1.Verification/Verify"),
+            Some(Scope::Read)
+        );
         assert_eq!(required_scope("/grpc.health.v1.Health/Check"), None);
     }
 
@@ -150,17 +159,24 @@ mod tests {
         let keys = ApiKeys::parse(KEYS, "test").expect("valid");
         let verify = "/twin.v1.Verification/Verify";
         let enroll = "/twin.v1.Enrollment/Enroll";
-        assert!(keys.authorize(verify, Some("Bearer reader-key-0123456789")).is_ok());
+        assert!(keys
+            .authorize(verify, Some("Bearer reader-key-0123456789"))
+            .is_ok());
         assert!(matches!(
             keys.authorize(enroll, Some("Bearer reader-key-0123456789")),
             Err(AuthError::ReadOnly(_))
         ));
-        assert!(keys.authorize(enroll, Some("Bearer writer-key-0123456789")).is_ok());
+        assert!(keys
+            .authorize(enroll, Some("Bearer writer-key-0123456789"))
+            .is_ok());
         assert!(matches!(
             keys.authorize(verify, Some("Bearer wrong-key-0123456789")),
             Err(AuthError::Invalid)
         ));
-        assert!(matches!(keys.authorize(verify, None), Err(AuthError::Missing)));
+        assert!(matches!(
+            keys.authorize(verify, None),
+            Err(AuthError::Missing)
+        ));
         assert!(keys.authorize("/grpc.health.v1.Health/Check", None).is_ok());
     }
 

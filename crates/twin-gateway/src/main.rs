@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     if !config.gateway.metrics_addr.is_empty() {
         twin_telemetry::serve_metrics(
             &config.gateway.metrics_addr,
-            metrics.registry.clone(),
+            vec![metrics.registry.clone()],
             readiness.clone(),
         )
         .await?;
@@ -40,7 +40,12 @@ async fn main() -> anyhow::Result<()> {
     println!("twin-gateway listening on {}", bound.addr);
     readiness.set(true);
     bound
-        .serve(state.clone(), &config.gateway, metrics, twin_telemetry::shutdown_signal())
+        .serve(
+            state.clone(),
+            &config.gateway,
+            metrics,
+            twin_telemetry::shutdown_signal(),
+        )
         .await?;
     readiness.set(false);
     feed.stop().await;

@@ -23,10 +23,13 @@ impl GatewayMetrics {
             &["method", "code"],
         )?;
         let latency = HistogramVec::new(
-            HistogramOpts::new("request_seconds", "gRPC request latency until response headers")
-                .buckets(vec![
-                    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
-                ]),
+            HistogramOpts::new(
+                "request_seconds",
+                "gRPC request latency until response headers",
+            )
+            .buckets(vec![
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+            ]),
             &["method"],
         )?;
         let provider = IntGaugeVec::new(

@@ -68,7 +68,9 @@ impl BoundGateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let keys = if config.api_keys_file.is_empty() {
-            tracing::warn!("no api keys configured (gateway.api_keys_file): every caller may read and write");
+            tracing::warn!(
+                "no api keys configured (gateway.api_keys_file): every caller may read and write"
+            );
             ApiKeys::default()
         } else {
             ApiKeys::load(config.api_keys_file.as_ref())?

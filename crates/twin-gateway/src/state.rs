@@ -45,16 +45,22 @@ impl AppState {
             config.models.default.clone(),
             config.embed.clone(),
         );
-        let models = tokio::task::spawn_blocking(move || ModelRegistry::load(&dirs, &default, &embed))
-            .await
-            .map_err(|e| twin_embed::EmbedError::Session(format!("model loading task failed: {e}")))??;
+        let models =
+            tokio::task::spawn_blocking(move || ModelRegistry::load(&dirs, &default, &embed))
+                .await
+                .map_err(|e| {
+                    twin_embed::EmbedError::Session(format!("model loading task failed: {e}"))
+                })??;
         let store = twin_store::open_store(&config.store).await?;
         let queue = JobQueue::connect(&config.queue).await?;
         let jobs_dir = config.queue.jobs_dir.clone();
         let retention = twin_queue::retention(&config.queue);
-        let jobs = tokio::task::spawn_blocking(move || twin_queue::JobStore::open(&jobs_dir, retention))
-            .await
-            .map_err(|e| twin_queue::QueueError::Config(format!("job store task failed: {e}")))??;
+        let jobs =
+            tokio::task::spawn_blocking(move || twin_queue::JobStore::open(&jobs_dir, retention))
+                .await
+                .map_err(|e| {
+                    twin_queue::QueueError::Config(format!("job store task failed: {e}"))
+                })??;
         let feed = queue.attach_status_store(jobs).await?;
         let state = Self {
             models,

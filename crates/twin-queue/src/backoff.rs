@@ -53,7 +53,10 @@ mod tests {
         b.next_delay();
         for _ in 0..5 {
             let d = b.next_delay();
-            assert!(d <= Duration::from_millis(480) && d >= Duration::from_millis(320), "{d:?}");
+            assert!(
+                d <= Duration::from_millis(480) && d >= Duration::from_millis(320),
+                "{d:?}"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(120));

@@ -151,13 +151,20 @@ mod tests {
         assert_eq!(body.len(), encoded_len(&job));
         assert_eq!(decode_job(&body, &job.job_id).expect("decode"), job);
         let err = encode_job(&job, body.len() - 1).expect_err("too large");
-        assert!(matches!(err, QueueError::TooLarge { size, limit, .. } if size == body.len() && limit == body.len() - 1));
+        assert!(
+            matches!(err, QueueError::TooLarge { size, limit, .. } if size == body.len() && limit == body.len() - 1)
+        );
         assert!(err.to_string().contains("queue.max_message_bytes"));
     }
 
     #[test]
     fn garbage_is_not_a_job() {
-        for body in [&b"hello, not protobuf"[..], b"\x89PNG\r\n\x1a\n", b"", b"\xff\xff\xff"] {
+        for body in [
+            &b"hello, not protobuf"[..],
+            b"\x89PNG\r\n\x1a\n",
+            b"",
+            b"\xff\xff\xff",
+        ] {
             let err = decode_job(body, "m1").expect_err("garbage decoded as a job");
             assert_eq!(err.message_id, "m1");
         }

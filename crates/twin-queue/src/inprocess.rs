@@ -159,7 +159,10 @@ impl InProcessQueue {
             )
             .await?;
         if lost > 0 {
-            tracing::warn!(jobs = lost, "jobs queued before the restart are marked failed");
+            tracing::warn!(
+                jobs = lost,
+                "jobs queued before the restart are marked failed"
+            );
         }
         Ok(())
     }

@@ -289,11 +289,7 @@ fn compact(path: &Path, records: &HashMap<String, JobRecord>) -> std::io::Result
     OpenOptions::new().append(true).open(path)
 }
 
-fn write_loop(
-    file: File,
-    rx: mpsc::Receiver<WriteRequest>,
-    shared: std::sync::Weak<Shared>,
-) {
+fn write_loop(file: File, rx: mpsc::Receiver<WriteRequest>, shared: std::sync::Weak<Shared>) {
     let mut out = BufWriter::new(file);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -373,7 +369,11 @@ mod tests {
         assert_eq!(failed.error, "bad image: truncated");
         assert_eq!(failed.subject_id, "s1");
         let text = std::fs::read_to_string(dir.path().join(LOG_FILE)).expect("log");
-        assert_eq!(text.lines().count(), 20, "superseded lines were compacted away");
+        assert_eq!(
+            text.lines().count(),
+            20,
+            "superseded lines were compacted away"
+        );
     }
 
     #[tokio::test]
@@ -398,7 +398,10 @@ mod tests {
             .expect("done");
         drop(store);
         let store = JobStore::open(dir.path(), None).expect("reopen twice");
-        assert_eq!(store.get(&job.job_id).map(|r| r.state), Some(JobState::Done));
+        assert_eq!(
+            store.get(&job.job_id).map(|r| r.state),
+            Some(JobState::Done)
+        );
         assert_eq!(store.len(), 1);
     }
 
@@ -446,9 +449,15 @@ mod tests {
             .await
             .expect("fail");
         assert_eq!(failed, 1);
-        assert_eq!(store.get(&late.job_id).map(|r| r.state), Some(JobState::Queued));
+        assert_eq!(
+            store.get(&late.job_id).map(|r| r.state),
+            Some(JobState::Queued)
+        );
         let a = store.get(&a.job_id).expect("a");
-        assert_eq!((a.state, a.error.as_str()), (JobState::Failed, "lost at restart"));
+        assert_eq!(
+            (a.state, a.error.as_str()),
+            (JobState::Failed, "lost at restart")
+        );
         assert_eq!(a.subject_id, "s1");
         assert_eq!(store.get(&b.job_id).map(|r| r.state), Some(JobState::Done));
     }

@@ -178,7 +178,14 @@ mod tests {
         let mut done = JobRecord::done(&job, 3);
         done.updated_at_ms = queued.updated_at_ms + 2;
         let views = [queued, failed, done];
-        let orders = [[0, 1, 2], [2, 1, 0], [1, 0, 2], [1, 2, 0], [0, 2, 1], [2, 0, 1]];
+        let orders = [
+            [0, 1, 2],
+            [2, 1, 0],
+            [1, 0, 2],
+            [1, 2, 0],
+            [0, 2, 1],
+            [2, 0, 1],
+        ];
         for order in orders {
             let mut merged = views[order[0]].clone();
             merged.merge(&views[order[1]]);

@@ -16,7 +16,9 @@ async fn topology_declared_twice_is_fine_and_a_conflict_is_explained() {
     let _cleanup = Cleanup::new(&config);
     within(30, "declare", async {
         let first = JobQueue::connect(&config).await.expect("first declare");
-        let second = JobQueue::connect(&config).await.expect("second declare, same arguments");
+        let second = JobQueue::connect(&config)
+            .await
+            .expect("second declare, same arguments");
         second.ensure_ready().await.expect("third declare");
         first.close().await;
         second.close().await;
@@ -55,10 +57,16 @@ async fn publish_with_confirm_then_consume_roundtrip() {
             let delivery = next_delivery(&mut consumer, 20).await;
             assert_eq!(delivery.attempt(), 1);
             let got = delivery.job().expect("a job").clone();
-            let sent = jobs.iter().find(|j| j.job_id == got.job_id).expect("a sent job");
+            let sent = jobs
+                .iter()
+                .find(|j| j.job_id == got.job_id)
+                .expect("a sent job");
             assert_eq!(&got, sent, "the job arrives unchanged");
             assert_eq!(delivery.job_id(), sent.job_id);
-            assert!(seen.insert(got.job_id.clone()), "no duplicate without a failure");
+            assert!(
+                seen.insert(got.job_id.clone()),
+                "no duplicate without a failure"
+            );
             delivery.ack().await.expect("ack");
         }
         assert!(maybe_delivery(&mut consumer, 300).await.is_none());
@@ -80,7 +88,11 @@ async fn oversized_job_is_refused_before_publishing() {
         let big = job("big", 5_000);
         let err = queue.publish(&big).await.expect_err("too large");
         match &err {
-            QueueError::TooLarge { job_id, size, limit } => {
+            QueueError::TooLarge {
+                job_id,
+                size,
+                limit,
+            } => {
                 assert_eq!(job_id, &big.job_id);
                 assert!(*size > 5_000);
                 assert_eq!(*limit, 4_096);
@@ -99,7 +111,11 @@ async fn oversized_job_is_refused_before_publishing() {
         let results = queue.publish_many(&[small, big]).await;
         assert!(results[0].is_ok());
         assert!(matches!(results[1], Err(QueueError::TooLarge { .. })));
-        assert_eq!(queue.depth().await.expect("depth").ready, 1, "nothing big was sent");
+        assert_eq!(
+            queue.depth().await.expect("depth").ready,
+            1,
+            "nothing big was sent"
+        );
         queue.close().await;
     })
     .await;
@@ -127,20 +143,34 @@ async fn dead_letter_lands_in_the_dead_letter_queue_with_its_reason() {
             };
             delivery.dead_letter(&reason).await.expect("dead letter");
         }
-        assert!(maybe_delivery(&mut consumer, 300).await.is_none(), "dead jobs do not come back");
+        assert!(
+            maybe_delivery(&mut consumer, 300).await.is_none(),
+            "dead jobs do not come back"
+        );
         consumer.close().await;
 
         let dead = queue.dead_letters(10).await.expect("dead letters");
         assert_eq!(dead.len(), 2);
-        let poison = dead.iter().find(|d| d.job_id == good.job_id).expect("good job dead");
-        assert_eq!(poison.reason, DeadReason::Rejected("bad image: truncated PNG data".into()));
+        let poison = dead
+            .iter()
+            .find(|d| d.job_id == good.job_id)
+            .expect("good job dead");
+        assert_eq!(
+            poison.reason,
+            DeadReason::Rejected("bad image: truncated PNG data".into())
+        );
         assert_eq!(poison.attempts, 1);
         assert!(poison.dead_at_ms > 0);
         assert_eq!(poison.job.as_ref().expect("decodes"), &good);
-        let garbage = dead.iter().find(|d| d.job_id == "not-a-job").expect("garbage dead");
+        let garbage = dead
+            .iter()
+            .find(|d| d.job_id == "not-a-job")
+            .expect("garbage dead");
         assert!(garbage.job.is_err());
         match &garbage.reason {
-            DeadReason::Rejected(reason) => assert!(reason.contains("not a twin.v1.EmbedJob"), "{reason}"),
+            DeadReason::Rejected(reason) => {
+                assert!(reason.contains("not a twin.v1.EmbedJob"), "{reason}")
+            }
             other => panic!("unexpected reason {other:?}"),
         }
         // Reading left them in place.
@@ -166,7 +196,11 @@ async fn delivery_limit_exhaustion_lands_in_the_dead_letter_queue() {
             attempts.push(delivery.attempt());
             delivery.retry().await.expect("retry");
         }
-        assert_eq!(attempts, vec![1, 2, 3], "delivered delivery_limit + 1 times");
+        assert_eq!(
+            attempts,
+            vec![1, 2, 3],
+            "delivered delivery_limit + 1 times"
+        );
         consumer.close().await;
         let dead = within(10, "dead letter appears", async {
             loop {
@@ -211,7 +245,10 @@ async fn prefetch_is_reapplied_after_the_connection_is_cut() {
         );
         assert_eq!(consumer.recoveries(), 0);
 
-        assert!(relay.cut() > 0, "the consumer's connection went through the relay");
+        assert!(
+            relay.cut() > 0,
+            "the consumer's connection went through the relay"
+        );
         // The consumer notices, reconnects by itself and gets prefetch deliveries again.
         let again = [
             next_delivery(&mut consumer, 30).await,
@@ -255,7 +292,10 @@ async fn broker_unreachable_is_a_retryable_error_not_a_hang() {
         let err = queue.publish(&job("x", 10)).await.expect_err("no broker");
         assert!(matches!(err, QueueError::Unavailable(_)), "{err}");
         assert!(err.is_retryable());
-        assert!(!err.to_string().contains("guest:guest"), "password is not shown: {err}");
+        assert!(
+            !err.to_string().contains("guest:guest"),
+            "password is not shown: {err}"
+        );
         let mut consumer = queue.consumer(1);
         let first = consumer.next().await.expect("an item");
         assert!(matches!(first, Err(QueueError::Unavailable(_))));
@@ -274,9 +314,15 @@ async fn job_status_follows_queued_done_and_failed_through_the_broker() {
         // The gateway's side: a queue with the job store attached.
         let gateway = JobQueue::connect(&config).await.expect("connect");
         let store = JobStore::open(dir.path(), None).expect("store");
-        let feed = gateway.attach_status_store(store.clone()).await.expect("attach");
+        let feed = gateway
+            .attach_status_store(store.clone())
+            .await
+            .expect("attach");
         let (done, poison, doomed) = (job("done", 100), job("poison", 100), job("doomed", 100));
-        for r in gateway.publish_many(&[done.clone(), poison.clone(), doomed.clone()]).await {
+        for r in gateway
+            .publish_many(&[done.clone(), poison.clone(), doomed.clone()])
+            .await
+        {
             r.expect("publish");
         }
         for j in [&done, &poison, &doomed] {
@@ -298,9 +344,15 @@ async fn job_status_follows_queued_done_and_failed_through_the_broker() {
             if j.job_id == done.job_id {
                 let attempts = delivery.attempt();
                 delivery.ack().await.expect("ack");
-                worker.report(vec![JobRecord::done(&j, attempts)]).await.expect("report");
+                worker
+                    .report(vec![JobRecord::done(&j, attempts)])
+                    .await
+                    .expect("report");
             } else if j.job_id == poison.job_id {
-                delivery.dead_letter("bad image: truncated PNG data").await.expect("dead");
+                delivery
+                    .dead_letter("bad image: truncated PNG data")
+                    .await
+                    .expect("dead");
             } else {
                 delivery.retry().await.expect("retry"); // twice: limit 1 → dead
             }
@@ -324,7 +376,11 @@ async fn job_status_follows_queued_done_and_failed_through_the_broker() {
         assert_eq!(settled[1].state, JobState::Failed);
         assert_eq!(settled[1].error, "bad image: truncated PNG data");
         assert_eq!(settled[2].state, JobState::Failed);
-        assert!(settled[2].error.contains("delivery limit"), "{}", settled[2].error);
+        assert!(
+            settled[2].error.contains("delivery limit"),
+            "{}",
+            settled[2].error
+        );
         assert_eq!(settled[2].attempts, 2);
         assert_eq!(settled[2].subject_id, "doomed");
         let proto = settled[1].to_proto();
@@ -337,8 +393,14 @@ async fn job_status_follows_queued_done_and_failed_through_the_broker() {
         drop(store);
         // Durable: a reopened store still knows.
         let reopened = JobStore::open(dir.path(), None).expect("reopen");
-        assert_eq!(reopened.get(&done.job_id).map(|r| r.state), Some(JobState::Done));
-        assert_eq!(reopened.get(&poison.job_id).map(|r| r.state), Some(JobState::Failed));
+        assert_eq!(
+            reopened.get(&done.job_id).map(|r| r.state),
+            Some(JobState::Done)
+        );
+        assert_eq!(
+            reopened.get(&poison.job_id).map(|r| r.state),
+            Some(JobState::Failed)
+        );
     })
     .await;
 }
@@ -349,7 +411,14 @@ async fn cancel_stops_new_deliveries_but_lets_held_ones_settle() {
     let _cleanup = Cleanup::new(&config);
     within(60, "cancel", async {
         let queue = JobQueue::connect(&config).await.expect("connect");
-        for r in queue.publish_many(&(0..5).map(|i| job(&format!("c{i}"), 50)).collect::<Vec<_>>()).await {
+        for r in queue
+            .publish_many(
+                &(0..5)
+                    .map(|i| job(&format!("c{i}"), 50))
+                    .collect::<Vec<_>>(),
+            )
+            .await
+        {
             r.expect("publish");
         }
         let mut consumer = queue.consumer(2);
@@ -360,8 +429,13 @@ async fn cancel_stops_new_deliveries_but_lets_held_ones_settle() {
         while let Some(next) = within(10, "drain", consumer.next()).await {
             drained.push(next.expect("delivery"));
         }
-        assert!(drained.len() <= 1, "prefetch 2: at most one more was in flight");
-        held.ack().await.expect("a held delivery settles after cancel");
+        assert!(
+            drained.len() <= 1,
+            "prefetch 2: at most one more was in flight"
+        );
+        held.ack()
+            .await
+            .expect("a held delivery settles after cancel");
         for d in drained {
             d.retry().await.expect("retry");
         }

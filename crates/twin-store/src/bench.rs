@@ -111,9 +111,9 @@ pub struct StoreBenchReport {
 
 /// `100000` → `100k`, `1000000` → `1m`, others as they are; used in JSON keys.
 pub fn size_label(points: usize) -> String {
-    if points >= 1_000_000 && points % 1_000_000 == 0 {
+    if points >= 1_000_000 && points.is_multiple_of(1_000_000) {
         format!("{}m", points / 1_000_000)
-    } else if points >= 1_000 && points % 1_000 == 0 {
+    } else if points >= 1_000 && points.is_multiple_of(1_000) {
         format!("{}k", points / 1_000)
     } else {
         points.to_string()
@@ -178,11 +178,20 @@ impl StoreBenchReport {
         for s in &self.sizes {
             let l = size_label(s.points);
             fields.extend([
-                (format!("upsert_pts_per_s_{l}"), json!(round(s.upsert_points_per_s, 0))),
+                (
+                    format!("upsert_pts_per_s_{l}"),
+                    json!(round(s.upsert_points_per_s, 0)),
+                ),
                 (format!("hnsw_build_s_{l}"), json!(round(s.hnsw_build_s, 2))),
                 (format!("indexed_vectors_{l}"), json!(s.indexed_vectors)),
-                (format!("search_p50_ms_{l}"), json!(round(s.search.p50_ms, 3))),
-                (format!("search_p99_ms_{l}"), json!(round(s.search.p99_ms, 3))),
+                (
+                    format!("search_p50_ms_{l}"),
+                    json!(round(s.search.p50_ms, 3)),
+                ),
+                (
+                    format!("search_p99_ms_{l}"),
+                    json!(round(s.search.p99_ms, 3)),
+                ),
                 (
                     format!("search_filtered_p50_ms_{l}"),
                     json!(round(s.search_filtered.p50_ms, 3)),
@@ -319,7 +328,11 @@ async fn bench_size(
             last_log = Instant::now();
         }
     }
-    tracing::info!(points, upsert_s = upsert_time.as_secs_f64(), "bench store: upserted, building index");
+    tracing::info!(
+        points,
+        upsert_s = upsert_time.as_secs_f64(),
+        "bench store: upserted, building index"
+    );
 
     let started = Instant::now();
     store.optimize(&spec.name).await?;

@@ -383,8 +383,11 @@ pub trait VectorStore: Send + Sync + std::fmt::Debug {
     async fn upsert(&self, collection: &str, points: &[Point]) -> Result<(), StoreError>;
 
     /// The `top_k` nearest points passing the filter and threshold, best first.
-    async fn search(&self, collection: &str, request: &SearchRequest)
-        -> Result<Vec<Hit>, StoreError>;
+    async fn search(
+        &self,
+        collection: &str,
+        request: &SearchRequest,
+    ) -> Result<Vec<Hit>, StoreError>;
 
     /// The points with these ids that exist, in the order asked.
     async fn get(

@@ -53,7 +53,11 @@ struct ApiKey(Option<MetadataValue<Ascii>>);
 
 impl std::fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "ApiKey(***)" } else { "ApiKey(none)" })
+        f.write_str(if self.0.is_some() {
+            "ApiKey(***)"
+        } else {
+            "ApiKey(none)"
+        })
     }
 }
 
@@ -122,11 +126,16 @@ impl RemoteStore {
             if !https && !is_loopback(&url) {
                 tracing::warn!(url = %url, "qdrant api key is sent over plaintext http; use https://");
             }
-            Some(config.api_key.parse::<MetadataValue<Ascii>>().map_err(|_| {
-                StoreError::InvalidArgument(
-                    "store.api_key holds characters not allowed in a header".to_owned(),
-                )
-            })?)
+            Some(
+                config
+                    .api_key
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| {
+                        StoreError::InvalidArgument(
+                            "store.api_key holds characters not allowed in a header".to_owned(),
+                        )
+                    })?,
+            )
         };
         let channel = endpoint.connect_lazy();
         let interceptor = ApiKey(api_key);
@@ -267,7 +276,10 @@ impl RemoteStore {
         Ok(aliases)
     }
 
-    async fn change_aliases(&self, actions: Vec<alias_operations::Action>) -> Result<(), StoreError> {
+    async fn change_aliases(
+        &self,
+        actions: Vec<alias_operations::Action>,
+    ) -> Result<(), StoreError> {
         let request = ChangeAliases {
             actions: actions
                 .into_iter()
@@ -315,7 +327,11 @@ impl RemoteStore {
             .await
     }
 
-    async fn count_filtered(&self, collection: &str, filter: Option<Filter>) -> Result<u64, StoreError> {
+    async fn count_filtered(
+        &self,
+        collection: &str,
+        filter: Option<Filter>,
+    ) -> Result<u64, StoreError> {
         let request = CountPoints {
             collection_name: collection.to_owned(),
             filter,
@@ -485,7 +501,9 @@ fn uuid_of(id: Option<PointId>) -> Result<Uuid, StoreError> {
             "point {n} has a numeric id: twin writes UUIDs only; was the collection filled by \
              another program?"
         ))),
-        None => Err(StoreError::Internal("qdrant sent a point without id".to_owned())),
+        None => Err(StoreError::Internal(
+            "qdrant sent a point without id".to_owned(),
+        )),
     }
 }
 
@@ -700,7 +718,9 @@ impl VectorStore for RemoteStore {
                 ))),
             }),
             filter: grpc_filter(&request.filter),
-            score_threshold: request.score_threshold.map(|t| distance.qdrant_threshold(t)),
+            score_threshold: request
+                .score_threshold
+                .map(|t| distance.qdrant_threshold(t)),
             limit: Some(request.top_k as u64),
             with_payload: Some(true.into()),
             with_vectors: Some(false.into()),
@@ -879,9 +899,15 @@ mod tests {
     fn statuses_map_to_what_callers_can_do() {
         let map = |code| status_error("http://q:6334", "upsert", Status::new(code, "boom"));
         assert!(matches!(map(Code::NotFound), StoreError::NotFound(_)));
-        assert!(matches!(map(Code::InvalidArgument), StoreError::InvalidArgument(_)));
+        assert!(matches!(
+            map(Code::InvalidArgument),
+            StoreError::InvalidArgument(_)
+        ));
         assert!(matches!(map(Code::Unavailable), StoreError::Unavailable(_)));
-        assert!(matches!(map(Code::DeadlineExceeded), StoreError::Unavailable(_)));
+        assert!(matches!(
+            map(Code::DeadlineExceeded),
+            StoreError::Unavailable(_)
+        ));
         assert!(matches!(map(Code::AlreadyExists), StoreError::Conflict(_)));
         assert!(matches!(map(Code::Internal), StoreError::Internal(_)));
         let denied = map(Code::PermissionDenied).to_string();

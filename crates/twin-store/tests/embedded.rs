@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{axis, point};
 use twin_core::Metric;
@@ -29,18 +29,36 @@ fn spec(name: &str) -> CollectionSpec {
 async fn data_survives_close_and_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let points: Vec<Point> = (0..50)
-        .map(|i| point(&format!("s{}", i % 5), &format!("img{i}"), axis(DIM, i, 0.3)))
+        .map(|i| {
+            point(
+                &format!("s{}", i % 5),
+                &format!("img{i}"),
+                axis(DIM, i, 0.05 * (i / DIM + 1) as f32),
+            )
+        })
         .collect();
     {
         let store = EmbeddedStore::open(dir.path(), 0).await.expect("open");
-        store.ensure_collection(&spec("v1")).await.expect("collection");
+        store
+            .ensure_collection(&spec("v1"))
+            .await
+            .expect("collection");
         store.upsert("v1", &points).await.expect("upsert");
         store.set_alias("serving", "v1").await.expect("alias");
         store.close().await.expect("close");
     }
     let store = EmbeddedStore::open(dir.path(), 0).await.expect("reopen");
-    assert_eq!(store.count("v1", &PointFilter::all()).await.expect("count"), 50);
-    assert_eq!(store.count("serving", &PointFilter::subject("s3")).await.expect("count"), 10);
+    assert_eq!(
+        store.count("v1", &PointFilter::all()).await.expect("count"),
+        50
+    );
+    assert_eq!(
+        store
+            .count("serving", &PointFilter::subject("s3"))
+            .await
+            .expect("count"),
+        10
+    );
     let got = store.get("v1", &[points[7].id], true).await.expect("get");
     assert_eq!(got[0].payload, points[7].payload);
     let hits = store
@@ -101,11 +119,17 @@ fn kill_test_child_writer() {
         let store = EmbeddedStore::open(std::path::Path::new(&dir), 0)
             .await
             .expect("child opens the store");
-        store.ensure_collection(&spec("c")).await.expect("collection");
+        store
+            .ensure_collection(&spec("c"))
+            .await
+            .expect("collection");
         let mut stdout = std::io::stdout();
         for i in 0..100_000 {
             let p = point("victim", &format!("img{i}"), axis(DIM, i, 0.25));
-            store.upsert("c", &[p.clone()]).await.expect("upsert");
+            store
+                .upsert("c", std::slice::from_ref(&p))
+                .await
+                .expect("upsert");
             writeln!(stdout, "acked {}", p.id).expect("stdout");
             stdout.flush().expect("stdout");
         }
@@ -128,33 +152,36 @@ async fn killed_process_loses_no_acknowledged_write() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the child writer");
+    // The reader drains the pipe until the child is gone (so the child never sees a
+    // broken pipe and exits on its own) and passes each acknowledged id on.
     let stdout = child.stdout.take().expect("child stdout");
+    let (acks, acked_ids) = std::sync::mpsc::channel::<Uuid>();
     let reader = std::thread::spawn(move || {
-        let mut acked = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if let Some(id) = line.strip_prefix("acked ") {
-                acked.push(Uuid::parse_str(id).expect("uuid"));
-                if acked.len() == 40 {
-                    return acked;
-                }
+                let _ = acks.send(Uuid::parse_str(id).expect("uuid"));
             }
         }
-        acked
     });
-    let started = Instant::now();
-    while !reader.is_finished() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "child wrote too slowly"
-        );
-        std::thread::sleep(Duration::from_millis(5));
+    let mut acked = Vec::new();
+    while acked.len() < 40 {
+        match acked_ids.recv_timeout(Duration::from_secs(120)) {
+            Ok(id) => acked.push(id),
+            Err(e) => panic!("the child wrote too slowly or died: {e}"),
+        }
     }
-    // SIGKILL: no destructor, no flush, mid-write most likely.
+    // SIGKILL while it keeps writing: no destructor, no flush, most likely mid-write.
     child.kill().expect("kill the child");
-    child.wait().expect("reap the child");
-    let acked = reader.join().expect("reader");
-    assert_eq!(acked.len(), 40, "the child acknowledged fewer writes than expected");
+    let status = child.wait().expect("reap the child");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the child must die of SIGKILL, not exit on its own: {status:?}"
+    );
+    reader.join().expect("reader");
+    // Writes acknowledged between the 40th and the kill count too.
+    acked.extend(acked_ids.try_iter());
 
     let store = EmbeddedStore::open(dir.path(), 0)
         .await
@@ -168,7 +195,11 @@ async fn killed_process_loses_no_acknowledged_write() {
         acked.len()
     );
     let count = store.count("c", &PointFilter::all()).await.expect("count");
-    assert!(count >= 40, "count {count}");
+    assert!(
+        count >= acked.len() as u64,
+        "count {count}, acknowledged {}",
+        acked.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,12 +228,18 @@ async fn filters_keep_working_after_the_index_is_built() {
             .collect();
         store.upsert("big", &points).await.expect("upsert");
     }
-    assert!(store.optimize("big").await.expect("optimize"), "nothing optimized");
+    assert!(
+        store.optimize("big").await.expect("optimize"),
+        "nothing optimized"
+    );
     let info = store.collection_info("big").await.expect("info");
     assert!(info.indexed_vectors > 0, "no HNSW index built: {info:?}");
 
     let late = point("s42", "late", vector(N + 1));
-    store.upsert("big", std::slice::from_ref(&late)).await.expect("upsert after build");
+    store
+        .upsert("big", std::slice::from_ref(&late))
+        .await
+        .expect("upsert after build");
     let hits = store
         .search(
             "big",
@@ -222,8 +259,18 @@ async fn filters_keep_working_after_the_index_is_built() {
     store.close().await.expect("close");
     let store = EmbeddedStore::open(dir.path(), 0).await.expect("reopen");
     assert_eq!(
-        store.count("big", &PointFilter::all()).await.expect("count"),
+        store
+            .count("big", &PointFilter::all())
+            .await
+            .expect("count"),
         N as u64 + 1
     );
-    assert_eq!(store.list_subject("big", "s42", false).await.expect("list").len(), 9);
+    assert_eq!(
+        store
+            .list_subject("big", "s42", false)
+            .await
+            .expect("list")
+            .len(),
+        9
+    );
 }

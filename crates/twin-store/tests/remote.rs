@@ -77,7 +77,10 @@ async fn the_api_key_is_sent_and_a_wrong_one_is_named() {
     let err = bad.health().await.expect_err("wrong key refused");
     assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
     assert!(err.to_string().contains("store.api_key"), "{err}");
-    assert!(!err.to_string().contains("s3cret"), "the key must not leak: {err}");
+    assert!(
+        !err.to_string().contains("s3cret"),
+        "the key must not leak: {err}"
+    );
 
     let bad_url = remote_config("not a url", "");
     assert!(matches!(

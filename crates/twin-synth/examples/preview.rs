@@ -10,13 +10,18 @@ fn main() {
     let (w, h) = (spec.width, spec.height);
     let writers: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(4);
     let per: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(3);
-    let mut sheet = image::GrayImage::from_pixel(w * per as u32, h * (writers * 2) as u32, image::Luma([128]));
+    let mut sheet =
+        image::GrayImage::from_pixel(w * per as u32, h * (writers * 2) as u32, image::Luma([128]));
     for wr in 0..writers {
         for i in 0..per {
             let g = generate_sample(&spec, first + wr, SampleKind::Genuine, i);
             let f = generate_sample(&spec, first + wr, SampleKind::Forgery, i);
-            sheet.copy_from(&g, i as u32 * w, (wr * 2) as u32 * h).expect("fits");
-            sheet.copy_from(&f, i as u32 * w, (wr * 2 + 1) as u32 * h).expect("fits");
+            sheet
+                .copy_from(&g, i as u32 * w, (wr * 2) as u32 * h)
+                .expect("fits");
+            sheet
+                .copy_from(&f, i as u32 * w, (wr * 2 + 1) as u32 * h)
+                .expect("fits");
         }
     }
     sheet.save(out).expect("save");

@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, GrayImage, ImageEncoder};
 
-use crate::{
-    generate_sample, sample_file_name, writer_id, SampleKind, SynthError, SynthSpec,
-};
+use crate::{generate_sample, sample_file_name, writer_id, SampleKind, SynthError, SynthSpec};
 
 /// What [`write_dataset`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,9 +51,8 @@ pub fn write_dataset(spec: &SynthSpec, out_dir: &Path) -> Result<Summary, SynthE
         let path = path.to_path_buf();
         move |source| SynthError::Io { path, source }
     };
-    let mut jobs = Vec::with_capacity(
-        spec.writers * (spec.genuine_per_writer + spec.forgeries_per_writer),
-    );
+    let mut jobs =
+        Vec::with_capacity(spec.writers * (spec.genuine_per_writer + spec.forgeries_per_writer));
     for writer in 0..spec.writers {
         let folder = out_dir.join(writer_id(writer));
         std::fs::create_dir_all(&folder).map_err(io(&folder))?;
@@ -95,7 +92,11 @@ pub fn write_dataset(spec: &SynthSpec, out_dir: &Path) -> Result<Summary, SynthE
             .collect();
         workers
             .into_iter()
-            .map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     });
     results.into_iter().collect::<Result<(), _>>()?;

@@ -118,7 +118,8 @@ fn erf(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
     let poly = t
         * (0.254_829_592
-            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     sign * (1.0 - poly * (-x * x).exp())
 }
 
@@ -211,7 +212,14 @@ mod tests {
     fn trajectory_ends_at_the_sum_of_the_strokes() {
         let start = Vec2::new(0.0, 0.0);
         let a = Stroke::towards(start, Vec2::new(1.0, 1.0), 0.5, 0.0, -1.6, 0.25);
-        let b = Stroke::towards(Vec2::new(1.0, 1.0), Vec2::new(2.0, 0.0), -0.5, 0.1, -1.6, 0.25);
+        let b = Stroke::towards(
+            Vec2::new(1.0, 1.0),
+            Vec2::new(2.0, 0.0),
+            -0.5,
+            0.1,
+            -1.6,
+            0.25,
+        );
         let path = trajectory(start, &[a, b], 0.002);
         let last = *path.points.last().expect("non-empty trajectory");
         assert!(last.sub(Vec2::new(2.0, 0.0)).length() < 1e-3, "{last:?}");

@@ -199,10 +199,8 @@ fn strokes(
             duration.ln(),
             sigma,
         ));
-        *clock += hand.overlap
-            * duration
-            * gap
-            * (1.0 + dice.normal(performance.timing_jitter)).max(0.3);
+        *clock +=
+            hand.overlap * duration * gap * (1.0 + dice.normal(performance.timing_jitter)).max(0.3);
         from = to;
     }
     out
@@ -250,11 +248,16 @@ fn place(
         (w - margins[0] - margins[1]).max(1.0),
         (h - margins[2] - margins[3]).max(1.0),
     );
-    let wanted = (hand.fill.x * w / size.x).min(hand.fill.y * h / size.y) * (1.0 + performance.scale);
+    let wanted =
+        (hand.fill.x * w / size.x).min(hand.fill.y * h / size.y) * (1.0 + performance.scale);
     let scale = wanted.min(room.x / size.x).min(room.y / size.y).max(1e-3);
     let offset = Vec2::new(
-        margins[0] + dice.uniform(0.0, 1.0) * (room.x - size.x * scale).max(0.0) + (pad - min.x) * scale,
-        margins[2] + dice.uniform(0.0, 1.0) * (room.y - size.y * scale).max(0.0) + (pad - min.y) * scale,
+        margins[0]
+            + dice.uniform(0.0, 1.0) * (room.x - size.x * scale).max(0.0)
+            + (pad - min.x) * scale,
+        margins[2]
+            + dice.uniform(0.0, 1.0) * (room.y - size.y * scale).max(0.0)
+            + (pad - min.y) * scale,
     );
     let reference_speed = median_speed(pieces);
     let radius = (hand.pen * scale / 2.0).max(0.6);

@@ -191,12 +191,22 @@ const GLYPHS: &[Glyph] = &[
     },
     // v
     Glyph {
-        moves: &[(0.15, 1.0, -0.5), (0.4, 0.0, 0.4), (0.65, 1.0, 0.4), (0.9, 0.85, -1.2)],
+        moves: &[
+            (0.15, 1.0, -0.5),
+            (0.4, 0.0, 0.4),
+            (0.65, 1.0, 0.4),
+            (0.9, 0.85, -1.2),
+        ],
         mark: None,
     },
     // s
     Glyph {
-        moves: &[(0.4, 1.05, -0.2), (0.55, 0.15, -2.2), (0.1, 0.15, -1.2), (0.8, 0.3, 1.2)],
+        moves: &[
+            (0.4, 1.05, -0.2),
+            (0.55, 0.15, -2.2),
+            (0.1, 0.15, -1.2),
+            (0.8, 0.3, 1.2),
+        ],
         mark: None,
     },
 ];
@@ -265,7 +275,9 @@ impl Shape {
             words.push(Word {
                 capital: w == 0 || dice.chance(0.75),
                 connected_capital: dice.chance(0.55),
-                letters: (0..letters).map(|_| dice.int(0, GLYPHS.len() - 1)).collect(),
+                letters: (0..letters)
+                    .map(|_| dice.int(0, GLYPHS.len() - 1))
+                    .collect(),
             });
         }
         let flourish = match dice.uniform(0.0, 1.0) {
@@ -335,7 +347,11 @@ impl Shape {
                 dice.sign() * dice.uniform(1.0, 2.5),
             ));
         }
-        moves.push((dice.uniform(1.0, 1.6), dice.uniform(0.0, 0.5), dice.uniform(-1.0, 1.0)));
+        moves.push((
+            dice.uniform(1.0, 1.6),
+            dice.uniform(0.0, 0.5),
+            dice.uniform(-1.0, 1.0),
+        ));
         let targets: Vec<Target> = moves
             .into_iter()
             .map(|(x, y, turn)| {
@@ -386,9 +402,7 @@ impl Shape {
                     piece.targets.push(self.target(dice, origin, width, mv));
                 }
                 if let Some(mark) = glyph.mark {
-                    let mut targets = mark
-                        .iter()
-                        .map(|&mv| self.target(dice, origin, width, mv));
+                    let mut targets = mark.iter().map(|&mv| self.target(dice, origin, width, mv));
                     if let Some(first) = targets.next() {
                         marks.push(Component {
                             start: first.at,

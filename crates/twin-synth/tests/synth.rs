@@ -56,7 +56,10 @@ fn dataset_folders_are_byte_identical_for_a_seed_and_follow_the_layout() {
     let summary = write_dataset(&spec, first.path()).expect("first dataset");
     write_dataset(&spec, second.path()).expect("second dataset");
 
-    assert_eq!((summary.writers, summary.genuine, summary.forgeries), (3, 6, 6));
+    assert_eq!(
+        (summary.writers, summary.genuine, summary.forgeries),
+        (3, 6, 6)
+    );
     assert_eq!(summary.images(), 12);
     assert_eq!(summary.labels, first.path().join("labels.csv"));
 
@@ -258,6 +261,9 @@ fn genuine_samples_carry_their_writers_identity() {
     assert!(nearest >= 0.9, "nearest-neighbour accuracy {nearest:.3}");
     // Skilled forgeries are hard negatives: nearer the writer than other writers are, but not
     // as near as the writer's own samples.
-    assert!(skilled > other + 0.05, "skilled {skilled:.3} vs other {other:.3}");
+    assert!(
+        skilled > other + 0.05,
+        "skilled {skilled:.3} vs other {other:.3}"
+    );
     assert!(skilled < same, "skilled {skilled:.3} vs same {same:.3}");
 }

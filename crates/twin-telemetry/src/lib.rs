@@ -52,11 +52,11 @@ pub enum TelemetryError {
     },
 }
 
-/// Serves `/metrics` (Prometheus text format) and `/healthz` on `addr` until the task
-/// is dropped. Returns the bound address (useful with port 0).
+/// Serves `/metrics` (Prometheus text format, every registry given) and `/healthz` on
+/// `addr` until the task is dropped. Returns the bound address (useful with port 0).
 pub async fn serve_metrics(
     addr: &str,
-    registry: Registry,
+    registries: Vec<Registry>,
     readiness: Readiness,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), TelemetryError> {
     let listener = TcpListener::bind(addr)
@@ -76,7 +76,7 @@ pub async fn serve_metrics(
             let Ok((mut stream, _)) = listener.accept().await else {
                 continue;
             };
-            let registry = registry.clone();
+            let registries = registries.clone();
             let readiness = readiness.clone();
             tokio::spawn(async move {
                 let mut buffer = [0u8; 1024];
@@ -85,7 +85,7 @@ pub async fn serve_metrics(
                 };
                 let request = String::from_utf8_lossy(&buffer[..read]);
                 let path = request.split_whitespace().nth(1).unwrap_or("/");
-                let (status, content_type, body) = respond(path, &registry, &readiness);
+                let (status, content_type, body) = respond(path, &registries, &readiness);
                 let head = format!(
                     "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     body.len()
@@ -102,14 +102,20 @@ pub async fn serve_metrics(
 
 fn respond(
     path: &str,
-    registry: &Registry,
+    registries: &[Registry],
     readiness: &Readiness,
 ) -> (&'static str, &'static str, Vec<u8>) {
     match path {
         "/metrics" => {
             let encoder = TextEncoder::new();
             let mut body = Vec::new();
-            match encoder.encode(&registry.gather(), &mut body) {
+            match encoder.encode(
+                &registries
+                    .iter()
+                    .flat_map(Registry::gather)
+                    .collect::<Vec<_>>(),
+                &mut body,
+            ) {
                 Ok(()) => ("200 OK", "text/plain; version=0.0.4", body),
                 Err(e) => (
                     "500 Internal Server Error",
@@ -124,7 +130,11 @@ fn respond(
             "text/plain",
             b"not ready\n".to_vec(),
         ),
-        _ => ("404 Not Found", "text/plain", b"try /metrics or /healthz\n".to_vec()),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            b"try /metrics or /healthz\n".to_vec(),
+        ),
     }
 }
 

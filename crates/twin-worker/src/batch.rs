@@ -56,7 +56,7 @@ impl Worker {
             let started = Instant::now();
             // 2. Preprocess in parallel on the blocking pool; a bad image fails alone.
             let (pending, bad) = preprocess_all(&model, jobs).await;
-            for (job, handle, reason) in bad {
+            for (handle, reason) in bad {
                 self.dead_letter(handle, "bad_image", &reason, summary)
                     .await;
             }
@@ -66,7 +66,8 @@ impl Worker {
             // 3. Embed the batch off the executor.
             let tensors: Vec<Vec<f32>> = pending.iter().map(|p| p.tensor.clone()).collect();
             let embedder = model.clone();
-            let embedded = tokio::task::spawn_blocking(move || embedder.embed_batch(&tensors)).await;
+            let embedded =
+                tokio::task::spawn_blocking(move || embedder.embed_batch(&tensors)).await;
             let vectors = match embedded {
                 Ok(Ok(vectors)) => vectors,
                 Ok(Err(error)) => {
@@ -167,7 +168,10 @@ impl Worker {
             Err(error) if points.len() > 1 && !error.is_transient() => {
                 tracing::warn!(error = %error, "batch refused by the store; storing point by point");
                 for (p, point) in pending.into_iter().zip(points) {
-                    match self.upsert_with_retry(spec, std::slice::from_ref(&point)).await {
+                    match self
+                        .upsert_with_retry(spec, std::slice::from_ref(&point))
+                        .await
+                    {
                         Ok(()) => self.ack_all(vec![p], summary).await,
                         Err(error) => {
                             let reason = format!("store refused the point: {error}");
@@ -190,7 +194,11 @@ impl Worker {
     /// Retries transient failures with backoff, for as long as it takes: the jobs stay
     /// unacknowledged meanwhile, so nothing is lost and no delivery is spent. Shutdown
     /// interrupts it by dropping the future (the jobs then go back to the queue).
-    async fn upsert_with_retry(&self, spec: &CollectionSpec, points: &[Point]) -> Result<(), StoreError> {
+    async fn upsert_with_retry(
+        &self,
+        spec: &CollectionSpec,
+        points: &[Point],
+    ) -> Result<(), StoreError> {
         let mut delay = STORE_BACKOFF_MIN;
         loop {
             let started = Instant::now();
@@ -254,7 +262,7 @@ impl Worker {
 async fn preprocess_all(
     model: &Embedder,
     jobs: Vec<(EmbedJob, DeliveryHandle)>,
-) -> (Vec<Pending>, Vec<(EmbedJob, DeliveryHandle, String)>) {
+) -> (Vec<Pending>, Vec<(DeliveryHandle, String)>) {
     let lanes = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -284,8 +292,12 @@ async fn preprocess_all(
             Ok(results) => {
                 for (job, handle, result) in results {
                     match result {
-                        Ok(tensor) => pending.push(Pending { job, handle, tensor }),
-                        Err(error) => bad.push((job, handle, format!("bad image: {error}"))),
+                        Ok(tensor) => pending.push(Pending {
+                            job,
+                            handle,
+                            tensor,
+                        }),
+                        Err(error) => bad.push((handle, format!("bad image: {error}"))),
                     }
                 }
             }

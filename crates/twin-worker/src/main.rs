@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     if !config.worker.metrics_addr.is_empty() {
         twin_telemetry::serve_metrics(
             &config.worker.metrics_addr,
-            metrics.registry.clone(),
+            vec![metrics.registry.clone()],
             readiness.clone(),
         )
         .await?;

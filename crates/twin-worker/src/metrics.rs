@@ -48,8 +48,11 @@ impl WorkerMetrics {
                 .buckets(latency_buckets()),
         )?;
         let store_seconds = Histogram::with_opts(
-            HistogramOpts::new("store_seconds", "upsert (wait until applied) time per batch")
-                .buckets(latency_buckets()),
+            HistogramOpts::new(
+                "store_seconds",
+                "upsert (wait until applied) time per batch",
+            )
+            .buckets(latency_buckets()),
         )?;
         let lag_seconds = Histogram::with_opts(
             HistogramOpts::new("job_lag_seconds", "enqueue to stored, per job")

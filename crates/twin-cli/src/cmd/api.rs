@@ -12,7 +12,11 @@ pub fn run(_args: ApiArgs) -> anyhow::Result<()> {
         for service in &file.service {
             println!("twin.v1.{}", service.name());
             for method in &service.method {
-                let streaming = if method.client_streaming() { "stream " } else { "" };
+                let streaming = if method.client_streaming() {
+                    "stream "
+                } else {
+                    ""
+                };
                 println!(
                     "  rpc {}({}{}) returns ({})",
                     method.name(),

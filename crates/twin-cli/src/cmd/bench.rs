@@ -17,6 +17,25 @@ pub enum Bench {
     /// Vector store (embedded engine): upsert throughput, HNSW build time, search
     /// latency p50/p99 with and without a subject filter.
     Store(StoreArgs),
+    /// Embedding runtime: images/s through the micro-batcher under concurrent callers
+    /// against raw ONNX Runtime batches, same model, provider and threads.
+    Embed(EmbedArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EmbedArgs {
+    /// Model directory (model.onnx + manifest.toml).
+    #[arg(long, default_value = "models/signature-dev")]
+    pub model: PathBuf,
+    /// Configuration file (the embed section applies; TWIN_EMBED__* variables override).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Raw batch sizes = concurrent batched callers, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 32, 64])]
+    pub sizes: Vec<usize>,
+    /// Seconds measured per point (after a short warm-up).
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,7 +69,23 @@ pub struct StoreArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.bench {
         Bench::Store(store) => run_store(store),
+        Bench::Embed(embed) => run_embed(embed),
     }
+}
+
+fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
+    let config = twin_core::config::TwinConfig::from_env(args.config.as_deref())?;
+    let embedder = twin_embed::Embedder::load(&args.model, &config.embed)
+        .with_context(|| format!("cannot load the model in {}", args.model.display()))?;
+    let options = twin_embed::bench::BenchOptions {
+        sizes: args.sizes,
+        seconds: args.seconds,
+    };
+    let report = twin_embed::bench::run_embed_bench(&embedder, &options)
+        .context("embed benchmark failed")?;
+    print!("{}", report.table());
+    println!("{}", report.json_line());
+    Ok(())
 }
 
 fn run_store(args: StoreArgs) -> anyhow::Result<()> {

@@ -4,9 +4,16 @@ use clap::{Parser, Subcommand};
 
 mod api;
 mod bench;
+mod client;
 mod config;
+mod enqueue;
+mod health;
+mod jobs;
 mod preprocess;
+mod search;
 mod serve;
+mod synth;
+mod verify;
 
 /// twin — siamese-network verification and similarity search.
 #[derive(Debug, Parser)]
@@ -31,6 +38,18 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Run a benchmark: a readable table, then one JSON line of figures.
     Bench(bench::BenchArgs),
+    /// Write a synthetic signature dataset: genuine samples and skilled forgeries per writer.
+    Synth(synth::SynthArgs),
+    /// Enrol a folder of images (DIR/<subject>/<image>) through the gateway; re-runs skip stored images.
+    Enqueue(enqueue::EnqueueArgs),
+    /// Verify two images against each other, or a probe against an enrolled subject.
+    Verify(verify::VerifyArgs),
+    /// Search the enrolled images nearest to a probe image.
+    Search(search::SearchArgs),
+    /// Show an enrolment job's status.
+    Jobs(jobs::JobsArgs),
+    /// gRPC health check of a server; exit status 0 when it is serving.
+    Health(health::HealthArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -40,6 +59,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Preprocess(args) => preprocess::run(args),
         Command::Config(args) => config::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Synth(args) => synth::run(args),
+        Command::Enqueue(args) => enqueue::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Search(args) => search::run(args),
+        Command::Jobs(args) => jobs::run(args),
+        Command::Health(args) => health::run(args),
     }
 }
 

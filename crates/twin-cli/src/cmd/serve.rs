@@ -52,11 +52,11 @@ async fn serve(config: TwinConfig) -> anyhow::Result<()> {
     let worker_metrics = WorkerMetrics::new().context("metrics registry")?;
     let readiness = twin_telemetry::Readiness::default();
     if !config.gateway.metrics_addr.is_empty() {
-        let registry = gateway_metrics.registry.clone();
-        registry
-            .register(Box::new(worker_metrics.registry.clone()))
-            .ok();
-        twin_telemetry::serve_metrics(&config.gateway.metrics_addr, registry, readiness.clone())
+        let registries = vec![
+            gateway_metrics.registry.clone(),
+            worker_metrics.registry.clone(),
+        ];
+        twin_telemetry::serve_metrics(&config.gateway.metrics_addr, registries, readiness.clone())
             .await?;
     }
     let (state, feed) = AppState::open(&config).await?;

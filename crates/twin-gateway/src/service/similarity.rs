@@ -172,7 +172,11 @@ impl Similarity for SimilarityService {
         let r = request.into_inner();
         let model = self.state.model(&r.model)?;
         let vector = embed_field(model, "image", r.image.as_ref()).await?;
-        let image_sha256 = r.image.as_ref().map(|i| sha256_hex(&i.data)).unwrap_or_default();
+        let image_sha256 = r
+            .image
+            .as_ref()
+            .map(|i| sha256_hex(&i.data))
+            .unwrap_or_default();
         Ok(Response::new(pb::EmbedResponse {
             vector,
             model_id: model.manifest().id.clone(),

@@ -60,9 +60,7 @@ impl RawConsumer {
     /// The next delivery; an `Err` for every failed (re)connect or lost connection
     /// (the next call waits out the backoff and tries again); `None` once cancelled
     /// and drained. Cancel-safe: all progress lives in `self`.
-    pub(crate) async fn next(
-        &mut self,
-    ) -> Option<Result<lapin::message::Delivery, QueueError>> {
+    pub(crate) async fn next(&mut self) -> Option<Result<lapin::message::Delivery, QueueError>> {
         loop {
             if self.drained || (self.cancelled && self.live.is_none()) {
                 return None;
@@ -88,6 +86,11 @@ impl RawConsumer {
             }
             let live = self.live.as_mut()?;
             match live.consumer.next().await {
+                // Buffered deliveries of a channel that died cannot be settled: skip
+                // them (the broker has put them back) rather than waste work on them.
+                Some(Ok(delivery)) if !delivery.acker.usable() => {
+                    tracing::debug!(queue = %self.source, "skipping a delivery of a dead channel");
+                }
                 Some(Ok(delivery)) => return Some(Ok(delivery)),
                 Some(Err(e)) => return Some(Err(self.lose(&format!("consumer failed: {e}")))),
                 None if self.cancelled => {
@@ -96,9 +99,9 @@ impl RawConsumer {
                     return None;
                 }
                 None => {
-                    return Some(Err(self.lose(
-                        "the broker cancelled the consumer (queue deleted?)",
-                    )))
+                    return Some(Err(
+                        self.lose("the broker cancelled the consumer (queue deleted?)")
+                    ))
                 }
             }
         }
@@ -215,7 +218,12 @@ impl RabbitConsumer {
             body: delivery.data,
             properties: delivery.properties,
         };
-        Some(Ok(Delivery::new(job, job_id, attempt, Settle::Rabbit(settle))))
+        Some(Ok(Delivery::new(
+            job,
+            job_id,
+            attempt,
+            Settle::Rabbit(settle),
+        )))
     }
 
     pub(crate) async fn cancel(&mut self) {

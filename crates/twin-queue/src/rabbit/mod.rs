@@ -51,8 +51,8 @@ use crate::QueueDepth;
 
 pub(crate) use consumer::RabbitConsumer;
 pub use recorder::StatusFeedTask;
-use topology::{header_text, header_u64, short};
 pub use topology::QueueNames;
+use topology::{header_text, header_u64, short};
 
 /// Heartbeat asked for when the URL names none: a cut network is noticed in ~20 s.
 const DEFAULT_HEARTBEAT_S: u16 = 10;
@@ -73,7 +73,9 @@ impl Settings {
     fn from_config(config: &QueueConfig) -> Result<Self, QueueError> {
         let redacted_url = redact_url_password(&config.url);
         let mut uri: AMQPUri = config.url.parse().map_err(|e| {
-            QueueError::Config(format!("queue.url {redacted_url:?} is not an AMQP URL: {e}"))
+            QueueError::Config(format!(
+                "queue.url {redacted_url:?} is not an AMQP URL: {e}"
+            ))
         })?;
         if uri.query.heartbeat.is_none() {
             uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_S);
@@ -299,10 +301,14 @@ impl RabbitInner {
         for message in &messages {
             sent.push(self.send(message).await);
         }
-        join_all(sent.into_iter().zip(&messages).map(|(sent, message)| async move {
-            let (session, confirm) = sent?;
-            self.await_confirm(message.job_id, &session, confirm).await
-        }))
+        join_all(
+            sent.into_iter()
+                .zip(&messages)
+                .map(|(sent, message)| async move {
+                    let (session, confirm) = sent?;
+                    self.await_confirm(message.job_id, &session, confirm).await
+                }),
+        )
         .await
     }
 
@@ -371,8 +377,10 @@ impl RabbitQueue {
     pub(crate) async fn publish_jobs(&self, jobs: &[EmbedJob]) -> Vec<Result<(), QueueError>> {
         let limit = self.inner.settings.max_message_bytes;
         let queue = self.inner.settings.names.queue.as_str();
-        let encoded: Vec<Result<Vec<u8>, QueueError>> =
-            jobs.iter().map(|job| codec::encode_job(job, limit)).collect();
+        let encoded: Vec<Result<Vec<u8>, QueueError>> = jobs
+            .iter()
+            .map(|job| codec::encode_job(job, limit))
+            .collect();
         let outgoing: Vec<Outgoing<'_>> = jobs
             .iter()
             .zip(&encoded)
@@ -487,11 +495,17 @@ impl RabbitQueue {
         let mut dead = Vec::new();
         while dead.len() < max {
             let got = channel
-                .basic_get(queue.clone(), lapin::options::BasicGetOptions { no_ack: false })
+                .basic_get(
+                    queue.clone(),
+                    lapin::options::BasicGetOptions { no_ack: false },
+                )
                 .await
                 .map_err(unavailable("reading the dead-letter queue"))?;
             let Some(message) = got else { break };
-            dead.push(parse_dead_letter(&message.delivery));
+            dead.push(parse_dead_letter(
+                &message.delivery,
+                self.inner.settings.delivery_limit,
+            ));
         }
         let _ = channel.close(200, "done".into()).await;
         Ok(dead)
@@ -509,7 +523,11 @@ impl RabbitQueue {
             .await
             .map_err(unavailable("reading the queue depth"))?;
         let dead = channel
-            .queue_declare(short(&names.dead_letter_queue), passive, FieldTable::default())
+            .queue_declare(
+                short(&names.dead_letter_queue),
+                passive,
+                FieldTable::default(),
+            )
             .await
             .map_err(unavailable("reading the dead-letter queue depth"))?;
         let _ = channel.close(200, "done".into()).await;
@@ -553,7 +571,14 @@ impl RabbitQueue {
 }
 
 /// Reads a dead-lettered message: its job, and why it died (ours or the broker's).
-pub(crate) fn parse_dead_letter(delivery: &lapin::message::Delivery) -> DeadLetter {
+///
+/// A job the broker dead-lettered for its delivery limit had `delivery_limit + 1`
+/// deliveries; RabbitMQ 3.x does not say so in a header, so the limit is taken from
+/// the configuration (which the queue was declared with).
+pub(crate) fn parse_dead_letter(
+    delivery: &lapin::message::Delivery,
+    delivery_limit: u32,
+) -> DeadLetter {
     let headers = delivery.properties.headers().as_ref();
     let message_id = delivery
         .properties
@@ -582,9 +607,9 @@ pub(crate) fn parse_dead_letter(delivery: &lapin::message::Delivery) -> DeadLett
     let attempts = header_u64(headers, codec::DEAD_ATTEMPTS_HEADER)
         .and_then(|a| u32::try_from(a).ok())
         .unwrap_or_else(|| match reason {
-            // The broker gives up after the limit was exceeded: limit + 1 deliveries,
-            // and the count it carries says so.
-            DeadReason::DeliveryLimit => topology::attempt_from_headers(headers).saturating_sub(1),
+            DeadReason::DeliveryLimit => {
+                (topology::attempt_from_headers(headers) - 1).max(delivery_limit.saturating_add(1))
+            }
             _ => 0,
         });
     let dead_at_ms = header_u64(headers, codec::DEAD_AT_HEADER)

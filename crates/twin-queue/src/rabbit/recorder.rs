@@ -59,6 +59,7 @@ pub(crate) fn spawn(queue: Arc<RabbitInner>, store: JobStore) -> StatusFeedTask 
 
 async fn run(queue: Arc<RabbitInner>, store: JobStore, mut stopped: watch::Receiver<bool>) {
     let source = queue.settings.names.status_queue.clone();
+    let delivery_limit = queue.settings.delivery_limit;
     let mut consumer = RawConsumer::new(queue, source.clone(), "status", IN_FLIGHT);
     let mut in_flight = FuturesUnordered::new();
     loop {
@@ -68,7 +69,7 @@ async fn run(queue: Arc<RabbitInner>, store: JobStore, mut stopped: watch::Recei
             next = consumer.next(), if in_flight.len() < usize::from(IN_FLIGHT) => match next {
                 None => break,
                 Some(Err(e)) => tracing::warn!(queue = %source, error = %e, "status feed waiting for the broker"),
-                Some(Ok(delivery)) => in_flight.push(apply(store.clone(), delivery)),
+                Some(Ok(delivery)) => in_flight.push(apply(store.clone(), delivery, delivery_limit)),
             },
         }
     }
@@ -77,8 +78,8 @@ async fn run(queue: Arc<RabbitInner>, store: JobStore, mut stopped: watch::Recei
 }
 
 /// Stores one event, then acknowledges it; on a store failure it goes back for later.
-async fn apply(store: JobStore, delivery: lapin::message::Delivery) {
-    let record = event_record(&delivery);
+async fn apply(store: JobStore, delivery: lapin::message::Delivery, delivery_limit: u32) {
+    let record = event_record(&delivery, delivery_limit);
     let stored = match record {
         Some(record) => store.record(vec![record]).await,
         None => Ok(()),
@@ -102,7 +103,7 @@ async fn apply(store: JobStore, delivery: lapin::message::Delivery) {
 }
 
 /// The record an event carries: a worker's JSON record, or a dead-lettered job.
-fn event_record(delivery: &lapin::message::Delivery) -> Option<JobRecord> {
+fn event_record(delivery: &lapin::message::Delivery, delivery_limit: u32) -> Option<JobRecord> {
     let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
     if kind == Some(RECORD_MESSAGE_TYPE) {
         return match serde_json::from_slice::<JobRecord>(&delivery.data) {
@@ -113,7 +114,7 @@ fn event_record(delivery: &lapin::message::Delivery) -> Option<JobRecord> {
             }
         };
     }
-    let dead = parse_dead_letter(delivery);
+    let dead = parse_dead_letter(delivery, delivery_limit);
     if dead.job_id.is_empty() {
         tracing::warn!(reason = %dead.reason, "dead letter without a job id; no status to update");
         return None;

@@ -18,7 +18,9 @@
 //! operator inspects (gets and requeues) often. Only arguments that RabbitMQ 3.10 and
 //! 4.x both understand are used.
 
-use lapin::options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
@@ -73,7 +75,8 @@ impl QueueNames {
 
 /// An AMQP short string from a name checked by [`QueueNames::new`].
 pub(crate) fn short(name: &str) -> ShortString {
-    ShortString::try_new(name).unwrap_or_else(|_| ShortString::from(crate::codec::truncate(name, MAX_NAME)))
+    ShortString::try_new(name)
+        .unwrap_or_else(|_| ShortString::from(crate::codec::truncate(name, MAX_NAME)))
 }
 
 fn text(value: &str) -> AMQPValue {
@@ -92,7 +95,10 @@ fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
 pub(crate) fn job_queue_arguments(names: &QueueNames, delivery_limit: u32) -> FieldTable {
     table(&[
         ("x-queue-type", text("quorum")),
-        ("x-delivery-limit", AMQPValue::LongLongInt(i64::from(delivery_limit))),
+        (
+            "x-delivery-limit",
+            AMQPValue::LongLongInt(i64::from(delivery_limit)),
+        ),
         ("x-dead-letter-exchange", text(&names.dead_letter_exchange)),
         ("x-dead-letter-strategy", text("at-least-once")),
         // At-least-once dead-lettering needs it; and a full queue should refuse (nack)
@@ -113,7 +119,12 @@ pub(crate) async fn declare(
     };
     for exchange in [&names.dead_letter_exchange, &names.events_exchange] {
         channel
-            .exchange_declare(short(exchange), ExchangeKind::Fanout, durable_exchange, FieldTable::default())
+            .exchange_declare(
+                short(exchange),
+                ExchangeKind::Fanout,
+                durable_exchange,
+                FieldTable::default(),
+            )
             .await
             .map_err(|e| declare_error("exchange", exchange, &e))?;
     }
@@ -139,7 +150,10 @@ pub(crate) async fn declare(
             table(&[
                 ("x-queue-type", text("quorum")),
                 ("x-max-length", AMQPValue::LongLongInt(STATUS_MAX_LENGTH)),
-                ("x-max-length-bytes", AMQPValue::LongLongInt(STATUS_MAX_BYTES)),
+                (
+                    "x-max-length-bytes",
+                    AMQPValue::LongLongInt(STATUS_MAX_BYTES),
+                ),
                 ("x-overflow", text("drop-head")),
             ]),
             &names.events_exchange,
@@ -246,11 +260,29 @@ mod tests {
         let names = QueueNames::new("q", "gateway").expect("names");
         let args = job_queue_arguments(&names, 7);
         let get = |k: &str| args.inner().get(k).cloned();
-        assert_eq!(get("x-queue-type").as_ref().and_then(as_text).as_deref(), Some("quorum"));
+        assert_eq!(
+            get("x-queue-type").as_ref().and_then(as_text).as_deref(),
+            Some("quorum")
+        );
         assert_eq!(get("x-delivery-limit").as_ref().and_then(as_u64), Some(7));
-        assert_eq!(get("x-dead-letter-strategy").as_ref().and_then(as_text).as_deref(), Some("at-least-once"));
-        assert_eq!(get("x-overflow").as_ref().and_then(as_text).as_deref(), Some("reject-publish"));
-        assert_eq!(get("x-dead-letter-exchange").as_ref().and_then(as_text).as_deref(), Some("q.dlx"));
+        assert_eq!(
+            get("x-dead-letter-strategy")
+                .as_ref()
+                .and_then(as_text)
+                .as_deref(),
+            Some("at-least-once")
+        );
+        assert_eq!(
+            get("x-overflow").as_ref().and_then(as_text).as_deref(),
+            Some("reject-publish")
+        );
+        assert_eq!(
+            get("x-dead-letter-exchange")
+                .as_ref()
+                .and_then(as_text)
+                .as_deref(),
+            Some("q.dlx")
+        );
     }
 
     #[test]

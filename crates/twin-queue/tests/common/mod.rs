@@ -21,7 +21,10 @@ pub fn rabbit_config(test: &str) -> QueueConfig {
     QueueConfig {
         backend: "rabbitmq".into(),
         url: format!("amqp://guest:guest@{BROKER}/%2f"),
-        queue: format!("twin-test.{test}.{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        queue: format!(
+            "twin-test.{test}.{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ),
         delivery_limit: 2,
         confirm_timeout_ms: 5_000,
         ..QueueConfig::default()
@@ -144,7 +147,11 @@ impl Relay {
                 accepted.lock().expect("links").push(link);
             }
         });
-        Self { addr, links, accept }
+        Self {
+            addr,
+            links,
+            accept,
+        }
     }
 
     /// `config` talking to the broker through this relay.

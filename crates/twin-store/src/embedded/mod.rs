@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    Condition, CountRequest, FieldCondition, Filter, JsonPath, Match, NamedQuery,
-    Payload, PointId as EdgePointId, PointOperations, PointStructPersisted, QueryEnum, Record, ScrollRequest,
-    SearchRequest as EdgeSearchRequest, UpdateOperation, VectorInternal, VectorStructInternal,
-    VectorStructPersisted, WithPayloadInterface, WithVector, DEFAULT_VECTOR_NAME,
+    Condition, CountRequest, FieldCondition, Filter, JsonPath, Match, NamedQuery, Payload,
+    PointId as EdgePointId, PointOperations, PointStructPersisted, QueryEnum, Record,
+    ScrollRequest, SearchRequest as EdgeSearchRequest, UpdateOperation, VectorInternal,
+    VectorStructInternal, VectorStructPersisted, WithPayloadInterface, WithVector,
+    DEFAULT_VECTOR_NAME,
 };
 use uuid::Uuid;
 
@@ -192,7 +193,11 @@ impl VectorStore for EmbeddedStore {
         let registry = self.registry.clone();
         let spec = spec.clone();
         blocking(move || {
-            if registry.aliases().iter().any(|(alias, _)| *alias == spec.name) {
+            if registry
+                .aliases()
+                .iter()
+                .any(|(alias, _)| *alias == spec.name)
+            {
                 return Err(StoreError::Conflict(format!(
                     "{} is an alias, not a collection: give the collection its own name",
                     spec.name
@@ -269,7 +274,9 @@ impl VectorStore for EmbeddedStore {
             offset: 0,
             with_payload: Some(WithPayloadInterface::Bool(true)),
             with_vector: Some(WithVector::Bool(false)),
-            score_threshold: request.score_threshold.map(|t| distance.qdrant_threshold(t)),
+            score_threshold: request
+                .score_threshold
+                .map(|t| distance.qdrant_threshold(t)),
         };
         let threshold = request.score_threshold;
         blocking(move || {

@@ -36,9 +36,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use qdrant_edge::{
-    CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeVectorParams, FieldIndexOperations,
-    JsonPath, OperationError, PayloadFieldSchema, PayloadSchemaType, PointInsertOperations,
-    PointOperations, UpdateOperation, DEFAULT_VECTOR_NAME,
+    CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeVectorParams, FieldIndexOperations, JsonPath,
+    OperationError, PayloadFieldSchema, PayloadSchemaType, PointInsertOperations, PointOperations,
+    UpdateOperation, DEFAULT_VECTOR_NAME,
 };
 
 use super::lock::DirLock;
@@ -384,7 +384,9 @@ impl EdgeRegistry {
                 }
                 AliasChange::Delete { alias } => {
                     if next.remove(alias).is_none() {
-                        return Err(StoreError::NotFound(format!("alias {alias} does not exist")));
+                        return Err(StoreError::NotFound(format!(
+                            "alias {alias} does not exist"
+                        )));
                     }
                 }
                 AliasChange::Rename { old, new } => {
@@ -429,9 +431,7 @@ impl EdgeCollection {
             (params.size, params.distance)
         };
         let info = shard.info();
-        let unindexed = info
-            .points_count
-            .saturating_sub(info.indexed_vectors_count) as u64;
+        let unindexed = info.points_count.saturating_sub(info.indexed_vectors_count) as u64;
         Ok(Self {
             name,
             dim,

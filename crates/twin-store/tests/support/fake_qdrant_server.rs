@@ -59,7 +59,9 @@ impl FakeQdrant {
 
     /// Serves a store in `dir` on `addr` (for tests that reserve the port first).
     pub async fn start_on(addr: SocketAddr, dir: &Path, api_key: Option<&str>) -> Self {
-        let listener = TcpListener::bind(addr).await.expect("bind the reserved port");
+        let listener = TcpListener::bind(addr)
+            .await
+            .expect("bind the reserved port");
         Self::serve(listener, dir, api_key)
     }
 
@@ -73,7 +75,11 @@ impl FakeQdrant {
             let Some(expected) = &key else {
                 return Ok(request);
             };
-            match request.metadata().get("api-key").and_then(|v| v.to_str().ok()) {
+            match request
+                .metadata()
+                .get("api-key")
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(given) if given == expected => Ok(request),
                 _ => Err(Status::permission_denied("Invalid api-key")),
             }
@@ -331,7 +337,9 @@ fn distance_edge(value: i32) -> Result<qdrant_edge::Distance, Status> {
         Ok(grpc::Distance::Dot) => Ok(qdrant_edge::Distance::Dot),
         Ok(grpc::Distance::Euclid) => Ok(qdrant_edge::Distance::Euclid),
         Ok(grpc::Distance::Manhattan) => Ok(qdrant_edge::Distance::Manhattan),
-        _ => Err(Status::invalid_argument(format!("unknown distance {value}"))),
+        _ => Err(Status::invalid_argument(format!(
+            "unknown distance {value}"
+        ))),
     }
 }
 
@@ -403,7 +411,11 @@ impl Collections for Engine {
     ) -> RpcResult<grpc::GetCollectionInfoResponse> {
         let name = request.into_inner().collection_name;
         let registry = self.registry.clone();
-        let info = blocking(move || Ok(collection_info(&registry.collection(&name)?))).await?;
+        let info = blocking(move || {
+            let collection = registry.collection(&name)?;
+            Ok(collection_info(&collection))
+        })
+        .await?;
         Ok(Response::new(grpc::GetCollectionInfoResponse {
             result: Some(info),
             time: 0.0,
@@ -656,7 +668,10 @@ impl Points for Engine {
         Ok(Response::new(completed()))
     }
 
-    async fn scroll(&self, request: Request<grpc::ScrollPoints>) -> RpcResult<grpc::ScrollResponse> {
+    async fn scroll(
+        &self,
+        request: Request<grpc::ScrollPoints>,
+    ) -> RpcResult<grpc::ScrollResponse> {
         let request = request.into_inner();
         if request.order_by.is_some() {
             return Err(unsupported("ordered scrolls"));
