@@ -465,6 +465,40 @@ async fn auth_is_enforced_by_scope() {
 }
 
 #[tokio::test]
+async fn reflection_lists_the_twin_services_like_grpcurl_list() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let serve = serve(&[]).await;
+    let mut client = ServerReflectionClient::new(channel(&serve.process.url()).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = responses.message().await.expect("answer").expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("expected a service list, got {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "twin.v1.Verification",
+        "twin.v1.Similarity",
+        "twin.v1.Enrollment",
+        "twin.v1.Models",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+}
+
+#[tokio::test]
 async fn every_bad_input_class_is_invalid_argument_with_a_reason() {
     let serve = serve(&[("TWIN_EMBED__MAX_IMAGE_BYTES", "200000".to_owned())]).await;
     let ch = channel(&serve.process.url()).await;

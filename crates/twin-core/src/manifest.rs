@@ -169,7 +169,9 @@ impl ModelManifest {
             ));
         }
         for point in &self.operating_points {
-            if !(point.target_far > 0.0 && point.target_far < 1.0) || !point.threshold.is_finite() {
+            let usable =
+                point.target_far > 0.0 && point.target_far < 1.0 && point.threshold.is_finite();
+            if !usable {
                 return Err(format!(
                     "operating point {:?}: target_far must be in (0, 1) and threshold finite",
                     point.name

@@ -150,9 +150,9 @@ fn batched_and_unbatched_embeddings_are_equal() {
 }
 
 /// Spawns every future as its own task (so they run concurrently) and awaits them in order.
-async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
@@ -219,6 +219,7 @@ fn auto_without_gpu_falls_back_to_cpu_and_says_why() {
         return;
     }
     let reason = &embedder.provider().reason;
+    eprintln!("auto: {} ({reason})", embedder.provider().name);
     assert_eq!(embedder.provider().name, "cpu");
     assert!(reason.contains("CUDA not used"), "{reason}");
     // The embedder works on the fallback.
@@ -234,6 +235,7 @@ fn cuda_without_gpu_fails_loudly() {
         Err(error) => {
             assert!(matches!(error, EmbedError::CudaUnavailable(_)), "{error:?}");
             let message = error.to_string();
+            eprintln!("cuda: {message}");
             assert!(message.contains("embed.provider = cuda"), "{message}");
             assert!(message.contains("setup.sh --gpu"), "{message}");
         }

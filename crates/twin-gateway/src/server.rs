@@ -80,10 +80,17 @@ impl BoundGateway {
         }
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(twin_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Both reflection versions: grpcurl and older tools still ask v1alpha.
+        let reflection_builder = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(twin_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection = reflection_builder()
             .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let reflection_alpha = reflection_builder()
+            .build_v1alpha()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
         let max = config.max_message_bytes;
@@ -133,6 +140,7 @@ impl BoundGateway {
             ))
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(verification)
             .add_service(similarity)
             .add_service(enrollment)
