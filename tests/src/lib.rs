@@ -96,14 +96,16 @@ impl TwinProcess {
         Self { child, addr, log }
     }
 
-    /// A started process without an address to wait for (a worker).
+    /// A started process without an address to wait for (a worker); its stdout goes
+    /// to `<log>.out`.
     pub async fn start_detached(binary: &Path, envs: &[(&str, String)], log: PathBuf) -> Self {
         let log_file = std::fs::File::create(&log).expect("log file");
+        let out_file = std::fs::File::create(log.with_extension("out")).expect("stdout file");
         let mut command = Command::new(binary);
         command
             .current_dir(repo_root())
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(out_file))
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true);
         for (key, value) in envs {
@@ -123,6 +125,11 @@ impl TwinProcess {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// What the process printed on stdout so far (for detached processes).
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(self.log.with_extension("out")).unwrap_or_default()
     }
 
     /// The process's log so far.
@@ -184,7 +191,11 @@ pub fn png_header(width: u32, height: u32) -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     push_chunk(&mut png, b"IHDR", &ihdr);
     // A zlib stream of one stored empty block: valid, and nowhere near the claimed size.
-    push_chunk(&mut png, b"IDAT", &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1]);
+    push_chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1],
+    );
     push_chunk(&mut png, b"IEND", &[]);
     png
 }

@@ -482,7 +482,11 @@ async fn reflection_lists_the_twin_services_like_grpcurl_list() {
         .await
         .expect("reflection")
         .into_inner();
-    let response = responses.message().await.expect("answer").expect("one answer");
+    let response = responses
+        .message()
+        .await
+        .expect("answer")
+        .expect("one answer");
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("expected a service list, got {response:?}");
     };
@@ -494,7 +498,10 @@ async fn reflection_lists_the_twin_services_like_grpcurl_list() {
         "twin.v1.Models",
         "grpc.health.v1.Health",
     ] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
 }
 

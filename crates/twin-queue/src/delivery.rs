@@ -31,7 +31,8 @@ pub struct DeliveryHandle {
 
 #[derive(Debug)]
 pub(crate) enum Settle {
-    Rabbit(RabbitSettle),
+    // Boxed: it carries the message body and properties for dead-lettering.
+    Rabbit(Box<RabbitSettle>),
     InProcess(InProcessSettle),
 }
 

@@ -170,7 +170,7 @@ impl JobQueue {
     pub fn consumer(&self, prefetch: u16) -> JobConsumer {
         match self {
             Self::RabbitMq(q) => JobConsumer {
-                kind: ConsumerKind::RabbitMq(q.consumer(prefetch)),
+                kind: ConsumerKind::RabbitMq(Box::new(q.consumer(prefetch))),
             },
             Self::InProcess(q) => JobConsumer {
                 kind: ConsumerKind::InProcess(q.consumer(prefetch)),
@@ -256,7 +256,7 @@ pub struct JobConsumer {
 
 #[derive(Debug)]
 enum ConsumerKind {
-    RabbitMq(rabbit::RabbitConsumer),
+    RabbitMq(Box<rabbit::RabbitConsumer>),
     InProcess(inprocess::InProcessConsumer),
 }
 

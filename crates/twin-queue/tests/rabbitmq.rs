@@ -390,7 +390,8 @@ async fn job_status_follows_queued_done_and_failed_through_the_broker() {
         feed.stop().await;
         worker.close().await;
         gateway.close().await;
-        drop(store);
+        // The queue holds a clone of the store: release both before reopening.
+        drop((gateway, store));
         // Durable: a reopened store still knows.
         let reopened = JobStore::open(dir.path(), None).expect("reopen");
         assert_eq!(

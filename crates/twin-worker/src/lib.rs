@@ -87,13 +87,24 @@ impl Worker {
     ) -> Result<WorkerSummary, WorkerError> {
         for model in self.models.all() {
             let spec = CollectionSpec::for_model(model.manifest());
-            self.store
-                .ensure_collection(&spec)
-                .await
-                .map_err(|source| WorkerError::Collection {
-                    model: model.manifest().name.clone(),
-                    source,
-                })?;
+            // A store that is down at start is waited for, like one that goes down later.
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match self.store.ensure_collection(&spec).await {
+                    Ok(_) => break,
+                    Err(error) if error.is_transient() => {
+                        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "store unavailable at start; waiting for it");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    Err(source) => {
+                        return Err(WorkerError::Collection {
+                            model: model.manifest().name.clone(),
+                            source,
+                        })
+                    }
+                }
+            }
         }
         let mut consumer = self.queue.consumer(self.prefetch());
         let mut summary = WorkerSummary::default();

@@ -23,7 +23,8 @@ pub struct EnqueueArgs {
     /// searched recursively; the subject is the image's folder relative to DIR.
     pub dir: PathBuf,
     /// CSV manifest instead of folder names: `path,subject[,key=value;key=value]` per line,
-    /// paths relative to DIR (or absolute); a first line `path,subject,...` is a header.
+    /// paths relative to DIR (or absolute); a first line `path,subject,...` is a header, and
+    /// a header's third column name labels plain values (`twin synth`'s labels.csv works).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
     /// Skip files whose path (relative to DIR) contains PATTERN, e.g. `--exclude -F-` to
@@ -317,6 +318,7 @@ fn read_manifest(dir: &Path, manifest: &Path) -> anyhow::Result<Vec<Entry>> {
     let text = std::fs::read_to_string(manifest)
         .with_context(|| format!("cannot read manifest {}", manifest.display()))?;
     let mut entries = Vec::new();
+    let mut column: Option<String> = None;
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -326,6 +328,11 @@ fn read_manifest(dir: &Path, manifest: &Path) -> anyhow::Result<Vec<Entry>> {
         let file = fields.next().unwrap_or_default();
         let subject = fields.next().unwrap_or_default();
         if number == 0 && file.eq_ignore_ascii_case("path") {
+            // A named third column (e.g. `twin synth`'s `kind`) labels plain values.
+            column = fields
+                .next()
+                .filter(|name| !name.is_empty() && !name.eq_ignore_ascii_case("labels"))
+                .map(str::to_owned);
             continue;
         }
         let place = || format!("{}:{}", manifest.display(), number + 1);
@@ -339,7 +346,10 @@ fn read_manifest(dir: &Path, manifest: &Path) -> anyhow::Result<Vec<Entry>> {
             .split(';')
             .filter(|p| !p.trim().is_empty())
         {
-            let Some((key, value)) = pair.split_once('=') else {
+            let Some((key, value)) = pair
+                .split_once('=')
+                .or_else(|| column.as_deref().map(|name| (name, pair)))
+            else {
                 anyhow::bail!("{}: label {pair:?} is not key=value", place());
             };
             labels.push(Label {
@@ -452,6 +462,10 @@ mod tests {
         assert_eq!(entries[0].labels[1].value, "A");
         assert_eq!(entries[1].subject, "bob");
         assert!(entries[1].labels.is_empty());
+        std::fs::write(&manifest, "path,subject,kind\nw1/a.png,w1,genuine\n").expect("write");
+        let entries = read_manifest(&dir, &manifest).expect("synth labels.csv parses");
+        assert_eq!(entries[0].labels[0].key, "kind");
+        assert_eq!(entries[0].labels[0].value, "genuine");
         std::fs::write(&manifest, "1.png\n").expect("write manifest");
         assert!(read_manifest(&dir, &manifest).is_err());
         let _ = std::fs::remove_dir_all(&dir);

@@ -222,7 +222,7 @@ impl RabbitConsumer {
             job,
             job_id,
             attempt,
-            Settle::Rabbit(settle),
+            Settle::Rabbit(Box::new(settle)),
         )))
     }
 
