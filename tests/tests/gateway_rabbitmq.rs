@@ -150,9 +150,11 @@ async fn gateway_and_worker_processes_enrol_through_rabbitmq() {
     );
 
     // Clean up this run's queues.
-    let mut config = twin_core::config::QueueConfig::default();
-    config.backend = "rabbitmq".into();
-    config.queue = queue_name;
+    let config = twin_core::config::QueueConfig {
+        backend: "rabbitmq".into(),
+        queue: queue_name,
+        ..Default::default()
+    };
     twin_queue::JobQueue::open(&config)
         .expect("queue config")
         .delete()

@@ -50,7 +50,10 @@ async fn jobs_wait_while_the_store_is_down_and_complete_after_it_returns() {
     let mut worker = cluster.worker().await;
     let jobs = cluster.jobs(60);
     cluster.publish(&jobs[..10]).await;
-    assert_eq!(cluster.wait_for_points(10, Duration::from_secs(60)).await, 10);
+    assert_eq!(
+        cluster.wait_for_points(10, Duration::from_secs(60)).await,
+        10
+    );
     // The store goes away while the worker runs and more jobs arrive...
     let qdrant = cluster.qdrant.take().expect("running store");
     qdrant.stop().await;

@@ -37,6 +37,8 @@ pub mod inprocess;
 pub mod jobstore;
 pub mod rabbit;
 pub mod status;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::time::Duration;
 

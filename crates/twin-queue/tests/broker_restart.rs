@@ -6,37 +6,10 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{job, maybe_delivery, next_delivery, rabbit_config, within, Cleanup};
+use common::{job, maybe_delivery, next_delivery, rabbit_config, within, BrokerRestart, Cleanup};
 use twin_queue::{JobQueue, QueueError};
-
-fn rabbitmqctl(args: &[&str]) {
-    let output = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("rabbitmqctl {args:?} could not run ({e}); is RabbitMQ installed here?")
-        });
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Brings the broker back even if the test fails half-way.
-struct StartAppOnDrop;
-
-impl Drop for StartAppOnDrop {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").arg("start_app").output();
-        let _ = Command::new("rabbitmqctl")
-            .args(["await_startup", "--timeout", "60"])
-            .output();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_during_consumption_loses_no_confirmed_job() {
@@ -59,10 +32,7 @@ async fn broker_restart_during_consumption_loses_no_confirmed_job() {
         // Held, unacknowledged, while the broker goes away.
         let held = next_delivery(&mut consumer, 20).await;
 
-        let restart = StartAppOnDrop;
-        tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"]))
-            .await
-            .expect("stop_app");
+        let restart = BrokerRestart::stop().await;
         let err = queue
             .publish(&job("during", 100))
             .await
@@ -74,13 +44,7 @@ async fn broker_restart_during_consumption_loses_no_confirmed_job() {
             .expect_err("its channel died with the broker");
         assert!(matches!(err, QueueError::DeliveryLost { .. }), "{err}");
         tokio::time::sleep(Duration::from_secs(2)).await;
-        tokio::task::spawn_blocking(|| {
-            rabbitmqctl(&["start_app"]);
-            rabbitmqctl(&["await_startup", "--timeout", "60"]);
-        })
-        .await
-        .expect("start_app");
-        drop(restart);
+        restart.start().await;
 
         // Publishing works again once the broker is back (a producer retries).
         let after: Vec<_> = (0..10).map(|i| job(&format!("a{i}"), 1_000)).collect();

@@ -227,16 +227,15 @@ fn genuine_samples_carry_their_writers_identity() {
 
     let (mut same, mut other, mut skilled) = (Vec::new(), Vec::new(), Vec::new());
     let mut nearest_correct = 0;
-    for w in 0..writers {
-        for i in 0..per {
-            let query = &genuine[w][i];
+    for (w, samples) in genuine.iter().enumerate() {
+        for (i, query) in samples.iter().enumerate() {
             let mut best = (f64::MIN, usize::MAX);
-            for v in 0..writers {
-                for j in 0..per {
+            for (v, candidates) in genuine.iter().enumerate() {
+                for (j, candidate) in candidates.iter().enumerate() {
                     if (v, j) == (w, i) {
                         continue;
                     }
-                    let score = iou(query, &genuine[v][j]);
+                    let score = iou(query, candidate);
                     if v == w {
                         same.push(score);
                     } else {

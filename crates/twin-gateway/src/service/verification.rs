@@ -114,7 +114,7 @@ impl Verification for VerificationService {
             .into());
         }
         // Most recent first, then cut to the limit.
-        references.sort_by(|x, y| y.payload.enrolled_at_ms.cmp(&x.payload.enrolled_at_ms));
+        references.sort_by_key(|r| std::cmp::Reverse(r.payload.enrolled_at_ms));
         references.truncate(max_references);
         let mut per_reference = Vec::with_capacity(references.len());
         for reference in &references {

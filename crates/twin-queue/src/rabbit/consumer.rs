@@ -33,6 +33,7 @@ pub(crate) struct RawConsumer {
     retry_at: Option<Instant>,
     cancelled: bool,
     drained: bool,
+    ever_connected: bool,
     recoveries: u64,
 }
 
@@ -53,6 +54,7 @@ impl RawConsumer {
             retry_at: None,
             cancelled: false,
             drained: false,
+            ever_connected: false,
             recoveries: 0,
         }
     }
@@ -71,7 +73,8 @@ impl RawConsumer {
                 }
                 match self.start().await {
                     Ok(live) => {
-                        if self.retry_at.take().is_some() {
+                        self.retry_at = None;
+                        if std::mem::replace(&mut self.ever_connected, true) {
                             self.recoveries += 1;
                             tracing::info!(queue = %self.source, prefetch = self.prefetch, recoveries = self.recoveries, "consumer recovered");
                         }
