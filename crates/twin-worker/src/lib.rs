@@ -8,6 +8,7 @@
 //! held, so an outage does not burn their delivery budget.
 
 mod batch;
+pub mod bench;
 pub mod metrics;
 
 use std::future::Future;

@@ -20,6 +20,25 @@ pub enum Bench {
     /// Embedding runtime: images/s through the micro-batcher under concurrent callers
     /// against raw ONNX Runtime batches, same model, provider and threads.
     Embed(EmbedArgs),
+    /// Ingest pipeline: enqueue -> broker -> worker(s) -> stored throughput with 1 and 2
+    /// workers, against raw preprocess + embed on the same model (needs RabbitMQ).
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Model directory (model.onnx + manifest.toml).
+    #[arg(long, default_value = "models/signature-v1")]
+    pub model: PathBuf,
+    /// Configuration file (queue.url, embed and worker sections apply).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Jobs per run (signature-sized synthetic images).
+    #[arg(long, default_value_t = 10_000)]
+    pub jobs: usize,
+    /// Worker counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    pub workers: Vec<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +89,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.bench {
         Bench::Store(store) => run_store(store),
         Bench::Embed(embed) => run_embed(embed),
+        Bench::Ingest(ingest) => run_ingest(ingest),
     }
 }
 
@@ -104,6 +124,42 @@ fn run_store(args: StoreArgs) -> anyhow::Result<()> {
     let report = runtime
         .block_on(twin_store::bench::run_store_bench(&options))
         .context("store benchmark failed")?;
+    print!("{}", report.table());
+    println!("{}", report.json_line());
+    Ok(())
+}
+
+fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
+    let config = twin_core::config::TwinConfig::from_env(args.config.as_deref())?;
+    let models =
+        twin_embed::ModelRegistry::load(std::slice::from_ref(&args.model), "", &config.embed)
+            .with_context(|| format!("cannot load the model in {}", args.model.display()))?;
+    // 64 distinct signature-sized images, reused across subjects (distinct points).
+    let spec = twin_synth::SynthSpec::default();
+    let images: Vec<Vec<u8>> = (0..64)
+        .map(|i| {
+            twin_synth::encode_png(&twin_synth::generate_sample(
+                &spec,
+                i % 16,
+                twin_synth::SampleKind::Genuine,
+                i / 16,
+            ))
+        })
+        .collect();
+    let mut queue = config.queue.clone();
+    queue.backend = "rabbitmq".to_owned();
+    let options = twin_worker::bench::IngestOptions {
+        jobs: args.jobs,
+        workers: args.workers,
+        queue,
+        worker: config.worker.clone(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let report = runtime
+        .block_on(twin_worker::bench::run_ingest_bench(
+            models, images, options,
+        ))
+        .context("ingest benchmark failed")?;
     print!("{}", report.table());
     println!("{}", report.json_line());
     Ok(())
