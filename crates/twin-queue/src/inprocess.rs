@@ -49,7 +49,6 @@ struct Inner {
     delivery_limit: u32,
     max_message_bytes: usize,
     publish_timeout: Duration,
-    created_at_ms: u64,
     jobs: OnceLock<JobStore>,
 }
 
@@ -60,6 +59,8 @@ struct State {
     consumers: u32,
     dead: VecDeque<DeadLetter>,
     closed: bool,
+    /// Jobs ever accepted; the job store must be attached before the first.
+    accepted: u64,
 }
 
 #[derive(Debug)]
@@ -89,7 +90,6 @@ impl InProcessQueue {
                 delivery_limit: config.delivery_limit,
                 max_message_bytes: config.max_message_bytes,
                 publish_timeout: Duration::from_millis(config.confirm_timeout_ms),
-                created_at_ms: now_ms(),
                 jobs: OnceLock::new(),
             }),
         }
@@ -121,6 +121,7 @@ impl InProcessQueue {
                 if state.ready.len() + state.in_flight < self.inner.capacity {
                     if let Some(message) = message.take() {
                         state.ready.push_back(message);
+                        state.accepted += 1;
                     }
                     drop(state);
                     self.inner.ready_signal.notify_one();
@@ -143,9 +144,14 @@ impl InProcessQueue {
         }
     }
 
-    /// Attaches the job store; jobs it lists as queued from before this queue existed
-    /// are marked failed (they were lost with the previous process).
+    /// Attaches the job store, before anything is published: every job it still lists
+    /// as queued was lost with the previous process, and is marked failed.
     pub(crate) async fn attach(&self, store: JobStore) -> Result<(), QueueError> {
+        if self.inner.lock().accepted > 0 {
+            return Err(QueueError::Config(
+                "attach the job store to the in-process queue before publishing".into(),
+            ));
+        }
         if self.inner.jobs.set(store.clone()).is_err() {
             return Err(QueueError::Config(
                 "a job store is already attached to this queue".into(),
@@ -153,7 +159,7 @@ impl InProcessQueue {
         }
         let lost = store
             .fail_queued_before(
-                self.inner.created_at_ms,
+                u64::MAX,
                 "lost at restart: the in-process queue does not keep jobs across \
                  restarts; enqueue the image again",
             )

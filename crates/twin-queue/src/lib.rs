@@ -192,7 +192,9 @@ impl JobQueue {
 
     /// Makes `store` this process's job-status store: publishes record `Queued`, and
     /// outcomes flow into it (RabbitMQ: a task consuming `<queue>.status.<feed>`;
-    /// in-process: directly). Keep the returned feed alive as long as the queue.
+    /// in-process: directly, and attach before publishing: jobs the store still lists
+    /// as queued were lost with the previous process and are marked failed). Keep the
+    /// returned feed alive as long as the queue.
     pub async fn attach_status_store(&self, store: JobStore) -> Result<StatusFeed, QueueError> {
         match self {
             Self::RabbitMq(q) => Ok(StatusFeed {

@@ -211,6 +211,13 @@ async fn job_status_in_embedded_mode_and_lost_jobs_after_restart() {
 
         queue.publish(&done).await.expect("publish");
         queue.publish(&poison).await.expect("publish");
+        let late = JobQueue::open(&config()).expect("open");
+        late.publish(&job("early", 1)).await.expect("publish");
+        let err = late
+            .attach_status_store(store.clone())
+            .await
+            .expect_err("attaching after publishing is refused");
+        assert!(err.to_string().contains("before publishing"), "{err}");
         let mut consumer = queue.consumer(2);
         for _ in 0..2 {
             let delivery = next_delivery(&mut consumer, 5).await;
