@@ -22,6 +22,7 @@ fi
 # so that the train -> export -> load-in-Rust smoke test runs too. pytest exits 5 when it
 # collects nothing, which is not a failure here.
 bash training/setup.sh
+export TWIN_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/twin"
 status=0
 training/.venv/bin/python -m pytest -q training/tests || status=$?
 if [ "$status" -ne 0 ] && [ "$status" -ne 5 ]; then exit "$status"; fi

@@ -109,13 +109,6 @@ def twin_binary():
     return path if path.is_file() else None
 
 
-
-
-def twin_binary():
-    path = Path(os.environ.get("TWIN_BIN", REPO / "target/debug/twin"))
-    return path if path.is_file() else None
-
-
 def write_png(path: Path, img: np.ndarray) -> None:
     import struct
     import zlib
