@@ -52,9 +52,12 @@ pub struct EmbedArgs {
     /// Raw batch sizes = concurrent batched callers, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 32, 64])]
     pub sizes: Vec<usize>,
-    /// Seconds measured per point (after a short warm-up).
+    /// Seconds measured per point and side (after a short warm-up).
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
+    /// Alternating raw / batched slices the seconds are split into (best slice each).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +103,7 @@ fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
     let options = twin_embed::bench::BenchOptions {
         sizes: args.sizes,
         seconds: args.seconds,
+        rounds: args.rounds,
     };
     let report = twin_embed::bench::run_embed_bench(&embedder, &options)
         .context("embed benchmark failed")?;
