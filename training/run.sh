@@ -11,9 +11,19 @@
 #   training/run.sh card         MODEL_CARD.md from the measured figures
 #   training/run.sh all          every stage above, in order
 #
+# Omniglot (models/omniglot-v1; images_background only for training and model selection):
+#   training/run.sh omniglot-preprocess  zips -> `twin preprocess` -> $WORK/omniglot/background.28x28.{npy,json}
+#   training/run.sh omniglot-train       -> $WORK/runs/omniglot-v1/{best,last}.pt, log.jsonl
+#   training/run.sh omniglot-export      -> models/omniglot-v1/{model.onnx,manifest.toml} + parity check
+#   training/run.sh omniglot-eval        Lake's 20-way one-shot runs through twin-embed; operating points
+#                                        calibrated on the held-out background alphabets -> manifest
+#   training/run.sh omniglot-card        models/omniglot-v1/MODEL_CARD.md from the measured figures
+#   training/run.sh omniglot-all         every Omniglot stage above, in order
+#
 # Environment: TWIN_DATA (default ../shared/data next to the repo), TWIN_TRAIN_WORK (caches and
 # runs, default ~/.cache/twin-train; never inside the repo), TWIN_BIN (the twin binary,
-# default: built with cargo), THREADS (torch threads, default 1), EPOCHS, SEED, DEVICE (cpu|cuda|auto).
+# default: built with cargo), THREADS (torch threads, default 1), EPOCHS, OMNI_EPOCHS, SEED,
+# DEVICE (cpu|cuda|auto).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
@@ -85,6 +95,53 @@ card() {
   "$PY" -m twin_train.card --model "$MODEL" --run "$RUN"
 }
 
+# ---- Omniglot ----------------------------------------------------------------------------
+OMNI_DATA="$DATA/omniglot"
+OMNI_WORK="$WORK/omniglot"
+OMNI_SIDE=28
+OMNI_MARGIN=0.1
+OMNI_CACHE="$OMNI_WORK/background.${OMNI_SIDE}x${OMNI_SIDE}"
+OMNI_RUN="$WORK/runs/omniglot-v1"
+OMNI_MODEL="$repo/models/omniglot-v1"
+OMNI_VAL_ALPHABETS=5
+OMNI_EPOCHS="${OMNI_EPOCHS:-12}"
+
+omniglot_preprocess() {
+  need_py
+  mkdir -p "$OMNI_WORK"
+  "$PY" -m twin_train.data list --reader omniglot --root "$OMNI_DATA/images_background.zip" \
+    --extract-to "$OMNI_WORK/raw" --out "$OMNI_WORK/background.tsv"
+  "$(twin_bin)" preprocess --list "$OMNI_WORK/background.tsv" --height "$OMNI_SIDE" --width "$OMNI_SIDE" \
+    --margin "$OMNI_MARGIN" --out "$OMNI_CACHE"
+}
+
+omniglot_train() {
+  need_py
+  "$PY" -m twin_train.train --layout omniglot --cache "$OMNI_CACHE" --out "$OMNI_RUN" --epochs "$OMNI_EPOCHS" \
+    --seed "$SEED" --device "$DEVICE" --threads "$THREADS" --val-alphabets "$OMNI_VAL_ALPHABETS" \
+    --rotations 0,90,180,270 --arch conv4 --widths 64 --dropout 0 --loss semihard --margin 0.2 \
+    --writers-per-batch 64 --genuine-per-writer 4 --steps-per-epoch 100 --warmup-epochs 0.3 --lr 2e-3 \
+    --val-episodes 200 --augment rotate_deg=10,scale=0.1,shear=0.1,translate=0.05,p_dilate=0,p_erode=0,p_noise=0 "$@"
+}
+
+omniglot_export() {
+  need_py
+  "$PY" -m twin_train.export --checkpoint "$OMNI_RUN/best.pt" --out "$OMNI_MODEL" --cache "$OMNI_CACHE" \
+    --name omniglot-v1 --description "Omniglot handwritten characters (images_background, Conv-4, semi-hard triplet loss)"
+}
+
+omniglot_eval() {
+  need_py
+  "$PY" -m twin_train.omniglot oneshot --model "$OMNI_MODEL" --runs "$OMNI_DATA/all_runs.zip" \
+    --extract-to "$OMNI_WORK/runs" --twin "$(twin_bin)" --val-cache "$OMNI_CACHE" \
+    --val-alphabets "$OMNI_VAL_ALPHABETS" --seed "$SEED"
+}
+
+omniglot_card() {
+  need_py
+  "$PY" -m twin_train.omniglot card --model "$OMNI_MODEL" --run "$OMNI_RUN"
+}
+
 stage="${1:-}"
 shift || true
 case "$stage" in
@@ -96,5 +153,11 @@ case "$stage" in
   parity-rust) parity_rust ;;
   card) card ;;
   all) preprocess; train "$@"; export_model; calibrate; evaluate; parity_rust; card ;;
-  *) sed -n '2,17p' "$0"; exit 2 ;;
+  omniglot-preprocess) omniglot_preprocess ;;
+  omniglot-train) omniglot_train "$@" ;;
+  omniglot-export) omniglot_export ;;
+  omniglot-eval) omniglot_eval ;;
+  omniglot-card) omniglot_card ;;
+  omniglot-all) omniglot_preprocess; omniglot_train "$@"; omniglot_export; omniglot_eval; omniglot_card ;;
+  *) sed -n '2,27p' "$0"; exit 2 ;;
 esac

@@ -257,3 +257,83 @@ async fn enqueue_is_resumable_and_verify_search_jobs_health_answer() {
         "{down:?}"
     );
 }
+
+/// `twin bench verify` against a gateway it starts itself, then against a running one
+/// with API keys: a table, then one JSON line with the figures the issue asks for.
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_verify_prints_a_table_then_one_json_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, format!("read {READ_KEY}\n")).expect("keys");
+    let model = dev_model();
+    let server = TwinProcess::start(
+        &bin("twin"),
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            path(&dir.path().join("data")),
+            "--model",
+            path(&model),
+        ],
+        &[
+            ("TWIN_GATEWAY__METRICS_ADDR", String::new()),
+            ("TWIN_GATEWAY__API_KEYS_FILE", keys.display().to_string()),
+        ],
+        "twin serving on ",
+        dir.path().join("serve.log"),
+    )
+    .await;
+    let url = server.url();
+    let quick = [
+        "bench",
+        "verify",
+        "--model",
+        path(&model),
+        "--seconds",
+        "0.2",
+        "--rounds",
+        "1",
+        "--pairs",
+        "4",
+        "--concurrency",
+        "1,2",
+    ];
+    for target in [None, Some(url.as_str())] {
+        let mut args = quick.to_vec();
+        if let Some(url) = target {
+            args.extend(["--addr", url]);
+        }
+        let output = twin(&url, READ_KEY, &args).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("concurrency"), "no table:\n{stdout}");
+        let last = stdout.lines().last().expect("a JSON line");
+        let figures: serde_json::Value = serde_json::from_str(last).expect("JSON line");
+        assert_eq!(figures["bench"], "verify");
+        for key in [
+            "p50_ms_c1",
+            "p99_ms_c1",
+            "pairs_per_s_c1",
+            "p99_ms_c2",
+            "pairs_per_s_c2",
+            "raw_b2_ms",
+            "raw_b64_pairs_per_s",
+            "ratio_p99_c1",
+        ] {
+            let value = figures[key].as_f64().unwrap_or_default();
+            assert!(value > 0.0, "{key} = {} in {last}", figures[key]);
+        }
+        assert_eq!(figures["errors_c1"], 0, "{last}");
+        assert_eq!(
+            figures["mean_batch_c1"].is_number(),
+            target.is_none(),
+            "{last}"
+        );
+    }
+}

@@ -61,7 +61,35 @@ def contrastive(e: torch.Tensor, labels: torch.Tensor, margin: float) -> tuple[t
     return lp + ln, {"active": float((d[neg] < margin).float().mean()) if neg.any() else 0.0}
 
 
-LOSSES = {"semihard": semi_hard, "batchhard": batch_hard, "contrastive": contrastive}
+def proto(e: torch.Tensor, labels: torch.Tensor, scale: float) -> tuple[torch.Tensor, dict]:
+    """Prototypical loss with a cosine classifier (Snell et al. 2017, cosine instead of squared
+    Euclidean, as the embedding is L2-normalized and served under cosine): every anchor is
+    classified among the batch's class means — its own class's mean without itself
+    (leave-one-out), the other classes' means over all their images — with logits
+    `scale · cos(anchor, mean)`; the loss is the cross-entropy. Needs ≥ 2 images per class.
+    Labels < 0 (forgeries) are ignored. `active` is the share of anchors misclassified."""
+    keep = labels >= 0
+    e, labels = e[keep], labels[keep]
+    classes, y = torch.unique(labels, return_inverse=True)
+    onehot = torch.nn.functional.one_hot(y, len(classes)).to(e.dtype)  # [n, c]
+    sums = onehot.T @ e  # [c, d]
+    counts = onehot.sum(0)  # [c]
+    means = sums[None, :, :].expand(len(e), -1, -1).clone()  # [n, c, d]
+    own = torch.arange(len(e), device=e.device)
+    means[own, y] = sums[y] - e
+    cnt = counts[None, :].expand(len(e), -1).clone()
+    cnt[own, y] = counts[y] - 1
+    valid = cnt[own, y] > 0
+    if not valid.any():
+        return e.sum() * 0, {"active": 0.0}
+    means = torch.nn.functional.normalize(means, dim=-1, eps=1e-12)
+    logits = scale * torch.einsum("nd,ncd->nc", e, means)
+    loss = torch.nn.functional.cross_entropy(logits[valid], y[valid])
+    wrong = (logits[valid].argmax(1) != y[valid]).float().mean()
+    return loss, {"active": float(wrong)}
+
+
+LOSSES = {"semihard": semi_hard, "batchhard": batch_hard, "contrastive": contrastive, "proto": proto}
 
 
 def skilled(e: torch.Tensor, subject: torch.Tensor, is_forged: torch.Tensor, margin: float) -> torch.Tensor:

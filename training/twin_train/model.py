@@ -57,7 +57,39 @@ def adaptive_avg_pool(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     return torch.stack(rows, -2)
 
 
-def build(config: dict) -> Branch:
+class Conv4(nn.Module):
+    """The few-shot standard (Vinyals et al. 2016, Snell et al. 2017) for small square inputs:
+    `blocks` × [3×3 conv (width), BatchNorm, ReLU, 2×2 max-pool], flattened, then a linear
+    projection to `dim` and L2 normalization (so the output follows the same contract as
+    `Branch`). 28×28 → 1×1×width after four blocks."""
+
+    def __init__(self, channels: int = 1, width: int = 64, blocks: int = 4, dim: int = 128, dropout: float = 0.0, side: int = 28):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(blocks):
+            layers += [nn.Conv2d(channels if i == 0 else width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            side //= 2
+        self.features = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(width * side * side, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.features(x), 1)
+        x = self.fc(self.dropout(x))
+        return F.normalize(x, p=2.0, dim=1, eps=1e-12)
+
+
+def build(config: dict) -> nn.Module:
+    if config.get("arch", "branch") == "conv4":
+        return Conv4(
+            channels=config.get("channels", 1),
+            width=config.get("widths", (64,))[0],
+            blocks=config.get("blocks", 4),
+            dim=config.get("dim", 128),
+            dropout=config.get("dropout", 0.0),
+            side=config.get("side", 28),
+        )
     return Branch(
         channels=config.get("channels", 1),
         widths=tuple(config.get("widths", (32, 64, 96, 128))),

@@ -5,8 +5,14 @@ batch-hard) or contrastive loss; skilled forgeries ride along as hard negatives.
 
 Prints one line per epoch (loss, active triplets, validation EER on skilled and random
 forgeries, time) and writes RUN_DIR/last.pt, RUN_DIR/best.pt (lowest validation skilled EER)
-and RUN_DIR/log.jsonl. Seeded: the same seed, data, thread count and torch build give the
-same model.
+and RUN_DIR/log.jsonl.
+
+`--layout omniglot` (a cache of Omniglot's images_background): subjects are characters,
+validation holds out whole alphabets (`--val-alphabets`), rotated copies can be added as new
+classes (`--rotations 0,90,180,270`), and the validation figure that selects the checkpoint
+is the 20-way one-shot accuracy on seeded Lake-style episodes of the held-out alphabets.
+
+Seeded: the same seed, data, thread count and torch build give the same model.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 import torch
 
 from . import cache as cache_mod
+from . import omniglot
 from .augment import AugmentSpec, augment
 from .embed import torch_embed
 from .losses import LOSSES, skilled
@@ -38,7 +45,13 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="run directory for checkpoints and the log")
     p.add_argument("--train-writers", default="1-50")
     p.add_argument("--val-writers", default="51-60")
+    p.add_argument("--layout", choices=["bhsig", "omniglot"], default="bhsig",
+                   help="bhsig: numeric writer ranges, EER validation; omniglot: alphabet split, one-shot validation")
+    p.add_argument("--val-alphabets", default="5", help="omniglot: N alphabets spread over the sorted list, or names")
+    p.add_argument("--rotations", default="0", help="omniglot: rotations (degrees) added as new classes, e.g. 0,90,180,270")
+    p.add_argument("--val-episodes", type=int, default=200, help="omniglot: 20-way one-shot validation episodes")
     p.add_argument("--loss", choices=sorted(LOSSES), default="semihard")
+    p.add_argument("--scale", type=float, default=10.0, help="proto loss: logit scale on cosine similarity")
     p.add_argument("--margin", type=float, default=0.2, help="triplet margin on squared distance (contrastive: on distance)")
     p.add_argument("--no-forgeries", action="store_true", help="do not use skilled forgeries as negatives")
     p.add_argument("--skilled-weight", type=float, default=1.0,
@@ -51,6 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--arch", choices=["branch", "conv4"], default="branch",
+                   help="branch: the signature CNN (model.Branch); conv4: 4 × [conv, BN, ReLU, pool] of --widths[0] channels")
     p.add_argument("--widths", default="32,64,96,128")
     p.add_argument("--grid", default="2,6")
     p.add_argument("--dim", type=int, default=128)
@@ -149,17 +164,32 @@ def main(argv=None):
 
     c = cache_mod.load(args.cache)
     mean, std = float(c.preprocess.get("mean", 0.0)), float(c.preprocess.get("std", 1.0))
-    train_idx = split_indices(c.samples, *parse_range(args.train_writers))
-    val_idx = split_indices(c.samples, *parse_range(args.val_writers))
+    x = c.x
+    genuine, forged = {}, {}
+    val_eps = None
+    if args.layout == "omniglot":
+        held_out = omniglot.val_alphabets(c.samples, args.val_alphabets)
+        train_idx, val_idx = omniglot.split(c.samples, held_out)
+        rotations = [int(r) for r in args.rotations.split(",")]
+        x, subjects = omniglot.with_rotations(c.x, c.samples, train_idx, rotations)
+        train_all = np.concatenate([train_idx, np.arange(len(c.x), len(x))])
+        for i in train_all:
+            genuine.setdefault(subjects[i], []).append(int(i))
+            forged.setdefault(subjects[i], [])
+        if len(val_idx):
+            val_eps = omniglot.episodes(c.samples, val_idx, 20, args.val_episodes, args.seed)
+        print(f"omniglot: validation alphabets {held_out}; rotations {rotations}", flush=True)
+    else:
+        train_idx = split_indices(c.samples, *parse_range(args.train_writers))
+        val_idx = split_indices(c.samples, *parse_range(args.val_writers))
+        for i in train_idx:
+            s = c.samples[i]
+            genuine.setdefault(s.subject, [])
+            forged.setdefault(s.subject, [])
+            (genuine if s.kind == GENUINE else forged)[s.subject].append(int(i))
     if len(train_idx) == 0:
         raise SystemExit(f"no training images for writers {args.train_writers} in {args.cache}")
-    genuine, forged = {}, {}
-    for i in train_idx:
-        s = c.samples[i]
-        genuine.setdefault(s.subject, [])
-        forged.setdefault(s.subject, [])
-        (genuine if s.kind == GENUINE else forged)[s.subject].append(int(i))
-    f = 0 if args.no_forgeries else args.forged_per_writer
+    f = 0 if args.no_forgeries or args.layout == "omniglot" else args.forged_per_writer
     sampler = BalancedSampler(sorted(genuine), genuine, forged, args.writers_per_batch, args.genuine_per_writer, f, rng)
     n_gen = sum(len(v) for v in genuine.values())
     steps = args.steps_per_epoch or max(1, math.ceil(n_gen / (sampler.p * args.genuine_per_writer)))
@@ -171,6 +201,11 @@ def main(argv=None):
         "dim": args.dim,
         "dropout": args.dropout,
     }
+    if args.arch == "conv4":
+        if c.input["height"] != c.input["width"]:
+            raise SystemExit("--arch conv4 needs a square input")
+        config = {"arch": "conv4", "channels": c.input["channels"], "widths": config["widths"][:1], "blocks": 4,
+                  "dim": args.dim, "dropout": args.dropout, "side": c.input["height"]}
     model = build(config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     total = args.epochs * steps
@@ -182,6 +217,7 @@ def main(argv=None):
         return args.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
     loss_fn = LOSSES[args.loss]
+    loss_param = args.scale if args.loss == "proto" else args.margin
     aug = AugmentSpec()
     for item in filter(None, args.augment.split(",")):
         key, _, value = item.partition("=")
@@ -203,8 +239,8 @@ def main(argv=None):
     }
     print(
         f"train: {len(genuine)} subjects, {n_gen} genuine + {sum(len(v) for v in forged.values())} forged images; "
-        f"val: {len(val_idx)} images; input {tuple(c.x.shape[1:])}; batch {sampler.p}x({args.genuine_per_writer}+{f}); "
-        f"{steps} steps/epoch; loss {args.loss} margin {args.margin}; device {device}, {torch.get_num_threads()} threads",
+        f"val: {len(val_idx)} images; input {tuple(x.shape[1:])}; batch {sampler.p}x({args.genuine_per_writer}+{f}); "
+        f"{steps} steps/epoch; loss {args.loss} {'scale ' + str(args.scale) if args.loss == 'proto' else 'margin ' + str(args.margin)}; device {device}, {torch.get_num_threads()} threads",
         flush=True,
     )
     best = math.inf
@@ -216,14 +252,14 @@ def main(argv=None):
         losses, active = [], []
         for _ in range(steps):
             idx, subj, is_forged = sampler.batch()
-            xb = torch.from_numpy(c.x[idx])
+            xb = torch.from_numpy(x[idx])
             if not args.no_augment:
                 xb = augment(xb, aug, mean, std, g)
             labels = batch_labels(subj, is_forged)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             emb = model(xb.to(device))
-            loss, info = loss_fn(emb, labels.to(device), args.margin)
+            loss, info = loss_fn(emb, labels.to(device), loss_param)
             if args.skilled_weight and is_forged.any():
                 loss = loss + args.skilled_weight * skilled(
                     emb, torch.from_numpy(subj).to(device), torch.from_numpy(is_forged).to(device), args.margin)
@@ -235,27 +271,37 @@ def main(argv=None):
             step += 1
         rec = {"epoch": epoch, "loss": float(np.mean(losses)), "active": float(np.mean(active)), "lr": lr_at(step - 1)}
         if len(val_idx) and (epoch % args.eval_every == 0 or epoch == args.epochs):
-            rec.update(validate(model, c.x, c.samples, val_idx, device))
+            if val_eps is not None:
+                emb_val = torch_embed_device(model, c.x[val_idx], device)
+                rec["val_oneshot"] = omniglot.oneshot_accuracy(emb_val, val_eps, {int(i): j for j, i in enumerate(val_idx)})
+            else:
+                rec.update(validate(model, c.x, c.samples, val_idx, device))
         rec["epoch_s"] = time.time() - t0
         rec["wall_s"] = time.time() - wall0
         rec["cpu_s"] = time.process_time() - cpu0
         log.write(json.dumps(rec) + "\n")
         log.flush()
+        val_text = (f"val 20-way one-shot {rec.get('val_oneshot', float('nan')):.4f}" if val_eps is not None else
+                    f"val EER skilled {rec.get('val_eer_skilled', float('nan')):.4f} random {rec.get('val_eer_random', float('nan')):.4f}")
         print(
             f"epoch {epoch:3d}  loss {rec['loss']:.4f}  active {rec['active']:.2f}  "
-            f"val EER skilled {rec.get('val_eer_skilled', float('nan')):.4f} random {rec.get('val_eer_random', float('nan')):.4f}  "
+            f"{val_text}  "
             f"{rec['epoch_s']:.0f}s (wall {rec['wall_s']:.0f}s, cpu {rec['cpu_s']:.0f}s)",
             flush=True,
         )
         ckpt = {"state": model.state_dict(), "epoch": epoch, "record": rec, **meta}
         torch.save(ckpt, out / "last.pt")
-        score = rec.get("val_eer_skilled", -epoch)
+        score = -rec["val_oneshot"] if "val_oneshot" in rec else rec.get("val_eer_skilled", -epoch)
         if score <= best:
             best = score
             torch.save(ckpt, out / "best.pt")
     summary = {"wall_s": time.time() - wall0, "cpu_s": time.process_time() - cpu0, "best_val_eer_skilled": best, "epochs": args.epochs}
+    if val_eps is not None:
+        summary = {"wall_s": summary["wall_s"], "cpu_s": summary["cpu_s"], "best_val_oneshot": -best, "epochs": args.epochs,
+                   "train_classes": len(genuine), "train_images": n_gen}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"done: wall {summary['wall_s']:.0f}s, cpu {summary['cpu_s']:.0f}s, best val skilled EER {best:.4f}", flush=True)
+    best_text = f"best val 20-way one-shot {-best:.4f}" if val_eps is not None else f"best val skilled EER {best:.4f}"
+    print(f"done: wall {summary['wall_s']:.0f}s, cpu {summary['cpu_s']:.0f}s, {best_text}", flush=True)
 
 
 if __name__ == "__main__":

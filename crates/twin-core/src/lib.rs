@@ -1,9 +1,10 @@
-//! twin's domain: metrics, decisions, operating points, deterministic point ids,
-//! validation of identifiers, and the domain error type. No network, no async runtime.
+//! twin's domain: metrics, decisions, operating points, evaluation figures, deterministic
+//! point ids, validation of identifiers, and the domain error type. No network, no async runtime.
 
 pub mod config;
 pub mod decision;
 pub mod error;
+pub mod evaluation;
 pub mod ids;
 pub mod manifest;
 pub mod metric;

@@ -639,6 +639,31 @@ mod tests {
     }
 
     #[test]
+    fn huge_bmp_header_is_rejected_by_dimensions() {
+        let mut bmp = b"BM".to_vec();
+        bmp.extend_from_slice(&(54u32 + 12).to_le_bytes()); // file size
+        bmp.extend_from_slice(&[0; 4]);
+        bmp.extend_from_slice(&54u32.to_le_bytes()); // pixel data offset
+        bmp.extend_from_slice(&40u32.to_le_bytes()); // BITMAPINFOHEADER
+                                                     // 20000 px: under the BMP decoder's own 65535 limit, over ours.
+        bmp.extend_from_slice(&20_000i32.to_le_bytes());
+        bmp.extend_from_slice(&20_000i32.to_le_bytes());
+        bmp.extend_from_slice(&1u16.to_le_bytes()); // planes
+        bmp.extend_from_slice(&24u16.to_le_bytes()); // bits per pixel
+        bmp.extend_from_slice(&[0; 24]); // no compression, sizes, resolution, palette
+        bmp.extend_from_slice(&[0; 12]);
+        let err = run(&bmp).expect_err("bomb");
+        assert_eq!(
+            err,
+            PreprocessError::DimensionsTooLarge {
+                width: 20_000,
+                height: 20_000,
+                max: 8192
+            }
+        );
+    }
+
+    #[test]
     fn header_only_png_is_a_typed_error() {
         let err = run(&png_header(100_000, 100_000, false)).expect_err("no data");
         assert!(

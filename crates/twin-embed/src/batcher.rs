@@ -1,7 +1,15 @@
-//! Dynamic micro-batching: requests from many callers wait in one queue; each session
-//! thread takes up to `max_batch` images as soon as that many are queued, or whatever is
-//! queued once the oldest request has waited `max_wait`, runs them as one ONNX batch and
-//! answers every request on its own.
+//! Dynamic micro-batching: requests from many callers wait in one queue; a free session
+//! thread takes a batch as soon as the batch *target* is queued, or whatever is queued
+//! once the oldest request has waited `max_wait`, runs it as one ONNX run and answers
+//! every request on its own.
+//!
+//! The target adapts to the load: it is the recent peak of outstanding images (queued or
+//! running) shared out over the sessions, capped at `max_batch`. One caller at a time
+//! gets a target of 1 and never waits for batch-mates that will not come; 32 callers on
+//! one session get batches of 32; 32 callers on two sessions keep both busy with 16 each.
+//! A fixed "wait for `max_batch` or `max_wait`" would make a lone caller pay `max_wait`
+//! on every request and leave all but one session idle whenever the callers are fewer
+//! than `max_batch` × sessions. `max_wait` remains the bound on any request's wait.
 //!
 //! Session threads are plain OS threads (ONNX runs block for milliseconds and must not
 //! sit on the async executor). Requests are preprocessed before they are queued, so a bad
@@ -29,11 +37,51 @@ struct Job {
     reply: Reply,
 }
 
-#[derive(Default)]
+/// How long a peak of outstanding images is remembered: the target follows a drop in
+/// load within two windows.
+const PEAK_WINDOW: Duration = Duration::from_millis(100);
+
 struct Queue {
     jobs: VecDeque<Job>,
+    /// Images queued.
     images: usize,
+    /// Images in ONNX runs right now.
+    running: usize,
+    /// Peak of queued + running in the current and the previous window.
+    peak: usize,
+    previous_peak: usize,
+    window_start: Instant,
     closed: bool,
+}
+
+impl Queue {
+    fn new() -> Self {
+        Self {
+            jobs: VecDeque::new(),
+            images: 0,
+            running: 0,
+            peak: 0,
+            previous_peak: 0,
+            window_start: Instant::now(),
+            closed: false,
+        }
+    }
+
+    fn note_outstanding(&mut self, now: Instant) {
+        let elapsed = now.duration_since(self.window_start);
+        if elapsed >= PEAK_WINDOW {
+            // After a quiet spell longer than a whole window, the old peak is stale: the
+            // first request back should not wait for batch-mates of long ago.
+            self.previous_peak = if elapsed >= PEAK_WINDOW * 2 {
+                0
+            } else {
+                self.peak
+            };
+            self.peak = 0;
+            self.window_start = now;
+        }
+        self.peak = self.peak.max(self.images + self.running);
+    }
 }
 
 /// Counters for health and metrics.
@@ -59,6 +107,7 @@ struct Shared {
     available: Condvar,
     max_batch: usize,
     max_wait: Duration,
+    sessions: usize,
     embedding_size: usize,
     counters: Counters,
 }
@@ -70,6 +119,18 @@ impl Shared {
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Images a batch waits for: the recent peak of outstanding images per session.
+    fn target(&self, queue: &Queue) -> usize {
+        (queue.peak.max(queue.previous_peak) / self.sessions).clamp(1, self.max_batch)
+    }
+
+    /// Called by a session thread when its run is over (before it answers, so answered
+    /// callers that come straight back are not counted twice).
+    fn finished(&self, images: usize) {
+        let mut queue = self.lock();
+        queue.running = queue.running.saturating_sub(images);
     }
 
     /// Blocks until a batch is due; `None` once closed and drained.
@@ -88,8 +149,9 @@ impl Shared {
             };
             let deadline = oldest.enqueued + self.max_wait;
             let now = Instant::now();
-            if queue.images >= self.max_batch || now >= deadline || queue.closed {
+            if queue.images >= self.target(&queue) || now >= deadline || queue.closed {
                 let jobs = self.take(&mut queue);
+                queue.running += jobs.iter().map(|j| j.count).sum::<usize>();
                 if !queue.jobs.is_empty() {
                     // More waits: let another session thread start on it.
                     self.available.notify_one();
@@ -140,10 +202,11 @@ impl Batcher {
         embedding_size: usize,
     ) -> Result<Self, EmbedError> {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue::new()),
             available: Condvar::new(),
             max_batch: max_batch.max(1),
             max_wait,
+            sessions: sessions.len().max(1),
             embedding_size,
             counters: Counters::default(),
         });
@@ -169,14 +232,16 @@ impl Batcher {
             return;
         }
         let was_empty = queue.jobs.is_empty();
+        let now = Instant::now();
         queue.jobs.push_back(Job {
             tensors,
             count,
-            enqueued: Instant::now(),
+            enqueued: now,
             reply,
         });
         queue.images += count;
-        if was_empty || queue.images >= self.shared.max_batch {
+        queue.note_outstanding(now);
+        if was_empty || queue.images >= self.shared.target(&queue) {
             self.shared.available.notify_one();
         }
     }
@@ -225,6 +290,7 @@ fn session_loop(shared: &Shared, mut session: ModelSession) {
             input.extend_from_slice(&job.tensors);
         }
         let result = session.run(&input, count);
+        shared.finished(count);
         let counters = &shared.counters;
         counters.batches.fetch_add(1, Ordering::Relaxed);
         counters.images.fetch_add(count as u64, Ordering::Relaxed);
@@ -244,5 +310,79 @@ fn session_loop(shared: &Shared, mut session: ModelSession) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(max_batch: usize, sessions: usize) -> Shared {
+        Shared {
+            queue: Mutex::new(Queue::new()),
+            available: Condvar::new(),
+            max_batch,
+            max_wait: Duration::from_millis(2),
+            sessions,
+            embedding_size: 1,
+            counters: Counters::default(),
+        }
+    }
+
+    fn job(count: usize) -> Job {
+        Job {
+            tensors: Vec::new(),
+            count,
+            enqueued: Instant::now(),
+            reply: Box::new(|_| {}),
+        }
+    }
+
+    #[test]
+    fn target_shares_the_recent_peak_over_sessions() {
+        let s = shared(32, 2);
+        let mut q = Queue::new();
+        assert_eq!(s.target(&q), 1, "no history: do not wait");
+        q.images = 32;
+        q.note_outstanding(Instant::now());
+        assert_eq!(s.target(&q), 16);
+        q.images = 200;
+        q.note_outstanding(Instant::now());
+        assert_eq!(s.target(&q), 32, "capped at max_batch");
+        // One window later the peak still counts; two windows later it is forgotten.
+        let start = q.window_start;
+        q.images = 1;
+        q.note_outstanding(start + PEAK_WINDOW);
+        assert_eq!(s.target(&q), 32);
+        q.note_outstanding(start + PEAK_WINDOW * 2);
+        assert_eq!(s.target(&q), 1);
+        // After a long quiet spell the first request does not wait.
+        let mut q = Queue::new();
+        q.images = 64;
+        q.note_outstanding(q.window_start);
+        q.images = 1;
+        q.note_outstanding(q.window_start + PEAK_WINDOW * 5);
+        assert_eq!(s.target(&q), 1);
+    }
+
+    #[test]
+    fn take_keeps_jobs_whole_and_under_max_batch() {
+        let s = shared(8, 1);
+        let mut q = Queue::new();
+        for count in [3, 4, 2, 20] {
+            q.jobs.push_back(job(count));
+            q.images += count;
+        }
+        let first: Vec<usize> = s.take(&mut q).iter().map(|j| j.count).collect();
+        assert_eq!(first, vec![3, 4], "2 more would exceed 8");
+        let second: Vec<usize> = s.take(&mut q).iter().map(|j| j.count).collect();
+        assert_eq!(second, vec![2]);
+        let oversized: Vec<usize> = s.take(&mut q).iter().map(|j| j.count).collect();
+        assert_eq!(
+            oversized,
+            vec![20],
+            "a job larger than max_batch goes alone"
+        );
+        assert_eq!(q.images, 0);
     }
 }

@@ -158,9 +158,7 @@ pub fn run_embed_bench(
     let warmup = Duration::from_secs_f64((options.seconds / 5.0).clamp(0.1, 1.0));
     let image = pseudo_image(embedder.tensor_len());
 
-    let mut raw_sessions = (0..pool.sessions)
-        .map(|_| embedder.standalone_session())
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut raw = RawLane::new(embedder)?;
     let callers = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -172,7 +170,7 @@ pub fn run_embed_bench(
     for &size in &options.sizes {
         let size = size.max(1);
         let batch: Vec<f32> = image.repeat(size);
-        raw_images_per_second(&mut raw_sessions, &batch, size, warmup)?;
+        raw.images_per_second(&batch, size, warmup)?;
         callers.block_on(batched_images_per_second(embedder, &image, size, warmup))?;
 
         // Alternate raw and batched slices and keep each one's best, so a burst of
@@ -180,12 +178,7 @@ pub fn run_embed_bench(
         let (mut raw_ips, mut batched_ips) = (0.0f64, 0.0f64);
         let before = embedder.stats();
         for _ in 0..rounds {
-            raw_ips = raw_ips.max(raw_images_per_second(
-                &mut raw_sessions,
-                &batch,
-                size,
-                slice,
-            )?);
+            raw_ips = raw_ips.max(raw.images_per_second(&batch, size, slice)?);
             batched_ips = batched_ips
                 .max(callers.block_on(batched_images_per_second(embedder, &image, size, slice))?);
         }
@@ -224,43 +217,94 @@ pub fn run_embed_bench(
     })
 }
 
-/// Every session runs `batch` (of `size` images) back to back on its own thread.
-fn raw_images_per_second(
-    sessions: &mut [crate::ModelSession],
-    batch: &[f32],
-    size: usize,
-    duration: Duration,
-) -> Result<f64, EmbedError> {
-    let images = AtomicU64::new(0);
-    let start = Instant::now();
-    let deadline = start + duration;
-    let results: Vec<Result<(), EmbedError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sessions
-            .iter_mut()
-            .map(|session| {
-                let images = &images;
-                scope.spawn(move || {
-                    while Instant::now() < deadline {
-                        session.run(batch, size)?;
-                        images.fetch_add(size as u64, Ordering::Relaxed);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(EmbedError::Inference("a benchmark thread panicked".into()))
-                })
-            })
-            .collect()
-    });
-    for result in results {
-        result?;
+/// The raw baseline: standalone sessions of the embedder's model (as many as its pool,
+/// same provider and intra-op threads) running fixed batches straight through
+/// [`ModelSession::run`](crate::ModelSession::run) — no batcher, no preprocessing, no
+/// async runtime. `twin bench embed` and `twin bench verify` both measure against it.
+pub struct RawLane {
+    sessions: Vec<crate::ModelSession>,
+}
+
+impl std::fmt::Debug for RawLane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawLane")
+            .field("sessions", &self.sessions.len())
+            .finish()
     }
-    Ok(images.into_inner() as f64 / start.elapsed().as_secs_f64())
+}
+
+impl RawLane {
+    pub fn new(embedder: &Embedder) -> Result<Self, EmbedError> {
+        let sessions = (0..embedder.pool().sessions.max(1))
+            .map(|_| embedder.standalone_session())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { sessions })
+    }
+
+    /// Every session runs `batch` (`size` images stacked) back to back on its own
+    /// thread for `duration`; images per second over all sessions.
+    pub fn images_per_second(
+        &mut self,
+        batch: &[f32],
+        size: usize,
+        duration: Duration,
+    ) -> Result<f64, EmbedError> {
+        let images = AtomicU64::new(0);
+        let start = Instant::now();
+        let deadline = start + duration;
+        let results: Vec<Result<(), EmbedError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .sessions
+                .iter_mut()
+                .map(|session| {
+                    let images = &images;
+                    scope.spawn(move || {
+                        while Instant::now() < deadline {
+                            session.run(batch, size)?;
+                            images.fetch_add(size as u64, Ordering::Relaxed);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(EmbedError::Inference("a benchmark thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for result in results {
+            result?;
+        }
+        Ok(images.into_inner() as f64 / start.elapsed().as_secs_f64())
+    }
+
+    /// One session alone (the others idle) runs `batch` back to back for `duration`, at
+    /// least once; how long each run took: the latency of one inference of that batch.
+    pub fn run_times(
+        &mut self,
+        batch: &[f32],
+        size: usize,
+        duration: Duration,
+    ) -> Result<Vec<Duration>, EmbedError> {
+        let session = self
+            .sessions
+            .first_mut()
+            .ok_or_else(|| EmbedError::Session("the raw lane has no session".into()))?;
+        let deadline = Instant::now() + duration;
+        let mut times = Vec::new();
+        loop {
+            let started = Instant::now();
+            session.run(batch, size)?;
+            times.push(started.elapsed());
+            if Instant::now() >= deadline {
+                return Ok(times);
+            }
+        }
+    }
 }
 
 /// `callers` tasks each embed one image at a time, back to back.

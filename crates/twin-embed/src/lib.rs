@@ -177,6 +177,42 @@ impl Embedder {
         preprocess_image(image, &m.preprocess, &m.input, &self.inner.limits)
     }
 
+    /// [`Embedder::preprocess`] of many images, spread over the machine's cores; results
+    /// in input order. Blocking: call it from a blocking task or thread.
+    pub fn preprocess_many<I: AsRef<[u8]> + Sync>(
+        &self,
+        images: &[I],
+    ) -> Vec<Result<Vec<f32>, PreprocessError>> {
+        let lanes = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(images.len());
+        if lanes <= 1 {
+            return images.iter().map(|i| self.preprocess(i.as_ref())).collect();
+        }
+        let chunk = images.len().div_ceil(lanes);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = images
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|i| self.preprocess(i.as_ref()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|part| {
+                    // Preprocessing returns typed errors and does not panic; should a bug
+                    // make it panic anyway, the panic is the caller's to see.
+                    part.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
     /// A new session on the same model, provider and thread settings, outside the pool
     /// (the benchmark's raw baseline).
     pub fn standalone_session(&self) -> Result<ModelSession, EmbedError> {
@@ -190,25 +226,57 @@ impl Embedder {
 
     /// Embeds one preprocessed image through the micro-batcher.
     pub async fn embed(&self, tensor: Vec<f32>) -> Result<Vec<f32>, EmbedError> {
-        self.check_len(&tensor)?;
+        single(self.embed_together(vec![tensor]).await)
+    }
+
+    /// Embeds preprocessed images as ONE batcher job, in order: they share one ONNX run
+    /// (with whatever other callers' images fit beside them), so a caller with several
+    /// images (a verification pair) waits for one run, not one per image, and never
+    /// for batch-mates of its own. At most [`Embedder::max_batch`] images.
+    pub async fn embed_together(
+        &self,
+        tensors: Vec<Vec<f32>>,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let count = tensors.len();
+        if count == 0 || count > self.max_batch() {
+            return Err(EmbedError::InvalidInput(format!(
+                "{count} images in one job; 1 to {} allowed",
+                self.max_batch()
+            )));
+        }
+        for tensor in &tensors {
+            self.check_len(tensor)?;
+        }
+        let stacked = if count == 1 {
+            tensors.into_iter().flatten().collect()
+        } else {
+            tensors.concat()
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner.batcher.submit(
-            tensor,
-            1,
+            stacked,
+            count,
             Box::new(move |result| {
                 let _ = tx.send(result);
             }),
         );
-        single(rx.await.map_err(|_| EmbedError::Closed)?)
+        rx.await.map_err(|_| EmbedError::Closed)?
+    }
+
+    /// [`Embedder::preprocess`] on the blocking pool, off the async executor. Must be
+    /// called within a tokio runtime.
+    pub async fn preprocess_async(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.preprocess(&image))
+            .await
+            .map_err(|e| EmbedError::Inference(format!("preprocessing task failed: {e}")))?
+            .map_err(EmbedError::from)
     }
 
     /// Preprocesses an encoded image on the blocking pool, then embeds it. A bad image
     /// fails here, alone. Must be called within a tokio runtime.
     pub async fn embed_image(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
-        let this = self.clone();
-        let tensor = tokio::task::spawn_blocking(move || this.preprocess(&image))
-            .await
-            .map_err(|e| EmbedError::Inference(format!("preprocessing task failed: {e}")))??;
+        let tensor = self.preprocess_async(image).await?;
         self.embed(tensor).await
     }
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use twin_core::decision::{Aggregation, OperatingPoint, ResolvedThreshold, ThresholdChoice};
+use twin_core::metric::DEFAULT_RBF_SIGMA;
 use twin_core::Metric;
 use twin_proto::v1 as pb;
 
@@ -37,6 +38,24 @@ pub fn metric_from_proto(value: i32, native: Metric) -> Result<Metric, ApiError>
     )
 }
 
+/// The RBF sigma a request asks for: 0 (unset) means the default. Under the RBF metric
+/// it must be a finite number > 0; other metrics ignore it. Checked before any image is
+/// decoded.
+pub fn rbf_sigma(requested: f64, metric: Metric) -> Result<f64, ApiError> {
+    let sigma = if requested == 0.0 {
+        DEFAULT_RBF_SIGMA
+    } else {
+        requested
+    };
+    if metric == Metric::Rbf && !(sigma.is_finite() && sigma > 0.0) {
+        return Err(ApiError::InvalidArgument(format!(
+            "rbf_sigma must be a finite number > 0 (0 for the default {DEFAULT_RBF_SIGMA}), \
+             got {requested}"
+        )));
+    }
+    Ok(sigma)
+}
+
 pub fn threshold_choice(policy: Option<&pb::DecisionPolicy>) -> ThresholdChoice {
     match policy.and_then(|p| p.threshold.as_ref()) {
         None => ThresholdChoice::Default,
@@ -57,9 +76,11 @@ pub fn aggregation(value: i32, k: u32) -> Result<Aggregation, ApiError> {
     )
 }
 
+/// Labels as a map; each follows the API's rules (the store's), no key twice.
 pub fn labels_from_proto(labels: &[pb::Label]) -> Result<BTreeMap<String, String>, ApiError> {
     let mut map = BTreeMap::new();
     for label in labels {
+        twin_store::validate_label(&label.key, &label.value)?;
         if map.insert(label.key.clone(), label.value.clone()).is_some() {
             return Err(ApiError::InvalidArgument(format!(
                 "label {:?} is given twice",
@@ -151,5 +172,129 @@ pub fn model(embedder: &twin_embed::Embedder) -> pb::Model {
         trained: m.trained,
         evaluation: m.evaluation.clone().into_iter().collect(),
         execution_provider: embedder.provider().name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any enum value from the wire: known ones convert, unknown ones are refused
+        /// as INVALID_ARGUMENT with a message; nothing panics.
+        #[test]
+        fn fuzz_enum_fields(metric in any::<i32>(), aggregation_value in any::<i32>(), k in any::<u32>()) {
+            match metric_from_proto(metric, Metric::Cosine) {
+                Ok(m) => {
+                    prop_assert!((0..=6).contains(&metric));
+                    if metric != 0 {
+                        prop_assert_eq!(metric_to_proto(m) as i32, metric);
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(!(0..=6).contains(&metric));
+                    prop_assert_eq!(e.code(), tonic::Code::InvalidArgument);
+                    prop_assert!(!e.to_string().is_empty());
+                }
+            }
+            match aggregation(aggregation_value, k) {
+                Ok(Aggregation::KOfN(n)) => {
+                    prop_assert_eq!(aggregation_value, pb::Aggregation::KOfN as i32);
+                    prop_assert_eq!(n, k as usize);
+                }
+                Ok(_) => prop_assert!((0..=2).contains(&aggregation_value)),
+                Err(e) => {
+                    prop_assert!(!(0..=3).contains(&aggregation_value));
+                    prop_assert_eq!(e.code(), tonic::Code::InvalidArgument);
+                }
+            }
+        }
+
+        /// Any labels: accepted exactly when they follow the API's rules (keys unique
+        /// and 1..=64 bytes of [A-Za-z0-9_.-], values at most 256 bytes), else
+        /// INVALID_ARGUMENT with a message. (The count limit is enrolment's.)
+        #[test]
+        fn fuzz_labels(
+            labels in proptest::collection::vec(
+                (
+                    prop_oneof!["[A-Za-z0-9_.-]{1,64}", Just("k".to_owned()), ".{0,70}"],
+                    prop_oneof!["[a-z]{0,20}", "[a-z]{250,260}"],
+                ),
+                0..20,
+            )
+        ) {
+            let labels: Vec<pb::Label> = labels
+                .into_iter()
+                .map(|(key, value)| pb::Label { key, value })
+                .collect();
+            let mut keys = std::collections::BTreeSet::new();
+            let valid = labels.iter().all(|l| {
+                    keys.insert(l.key.clone())
+                        && (1..=64).contains(&l.key.len())
+                        && l.key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                        && l.value.len() <= 256
+                });
+            match labels_from_proto(&labels) {
+                Ok(map) => {
+                    prop_assert!(valid, "accepted invalid labels {labels:?}");
+                    prop_assert_eq!(labels_to_proto(&map).len(), labels.len());
+                }
+                Err(e) => {
+                    prop_assert!(!valid, "refused valid labels {labels:?}: {e}");
+                    prop_assert_eq!(e.code(), tonic::Code::InvalidArgument);
+                    prop_assert!(!e.to_string().is_empty());
+                }
+            }
+        }
+
+        /// Any threshold choice resolves or is refused as INVALID_ARGUMENT, and a
+        /// resolved threshold is finite.
+        #[test]
+        fn fuzz_threshold_policy(
+            value in prop_oneof![
+                Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(0.0),
+                Just(1.0), Just(0.01), Just(-0.01), any::<f64>()
+            ],
+            explicit in any::<bool>(),
+            metric in 0i32..=6,
+        ) {
+            let point = OperatingPoint {
+                name: "FAR 1 %".into(),
+                metric: Metric::Cosine,
+                target_far: 0.01,
+                threshold: 0.5,
+                measured_far: 0.01,
+                measured_frr: 0.1,
+                calibrated_on: "test".into(),
+            };
+            let threshold = Some(if explicit {
+                pb::decision_policy::Threshold::ExplicitThreshold(value)
+            } else {
+                pb::decision_policy::Threshold::TargetFar(value)
+            });
+            let policy = pb::DecisionPolicy { threshold };
+            let metric = metric_from_proto(metric, Metric::Cosine).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            match twin_core::decision::resolve_threshold(
+                std::slice::from_ref(&point),
+                metric,
+                threshold_choice(Some(&policy)),
+                0.01,
+            ) {
+                Ok(resolved) => prop_assert!(resolved.threshold.is_finite()),
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    prop_assert_eq!(e.code(), tonic::Code::InvalidArgument);
+                    prop_assert!(!e.to_string().is_empty());
+                }
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! binary and `twin serve` only wire it up.
 
 pub mod auth;
+pub mod bench;
 pub mod convert;
 pub mod layers;
 pub mod metrics;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use twin_core::config::GatewayConfig;
 use twin_proto::v1::enrollment_server::EnrollmentServer;
@@ -149,7 +149,10 @@ impl BoundGateway {
         tracing::info!(addr = %self.addr, tls = !config.tls_cert.is_empty(), "gateway serving");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let deadline = Duration::from_secs(config.shutdown_deadline_s);
-        let incoming = TcpListenerStream::new(self.listener);
+        // TCP_NODELAY on every connection: tonic sets it only on listeners it binds
+        // itself. Without it a response's last frames wait for the client's delayed ACK
+        // (Nagle), some 40 ms on every unary call.
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let serving = router.serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             tracing::info!("gateway shutting down: finishing in-flight requests");

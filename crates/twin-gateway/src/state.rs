@@ -108,15 +108,26 @@ pub fn request_id<T>(request: &tonic::Request<T>) -> String {
         .to_owned()
 }
 
-/// Embeds an image from request field `which`, labelling a bad image with the field.
-pub async fn embed_field(
+/// Decodes and preprocesses the image from request field `which` on the blocking pool,
+/// labelling a bad image with the field.
+pub async fn preprocess_field(
     model: &Embedder,
     which: &str,
-    image: Option<&twin_proto::v1::Image>,
+    image: Option<twin_proto::v1::Image>,
 ) -> Result<Vec<f32>, ApiError> {
     let image = image.ok_or_else(|| ApiError::InvalidArgument(format!("{which} is required")))?;
     model
-        .embed_image(image.data.clone())
+        .preprocess_async(image.data)
         .await
         .map_err(|e| ApiError::embedding(which, e))
+}
+
+/// Embeds the image from request field `which`, labelling a bad image with the field.
+pub async fn embed_field(
+    model: &Embedder,
+    which: &str,
+    image: Option<twin_proto::v1::Image>,
+) -> Result<Vec<f32>, ApiError> {
+    let tensor = preprocess_field(model, which, image).await?;
+    Ok(model.embed(tensor).await?)
 }

@@ -86,9 +86,13 @@ impl Latency {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SizeReport {
     pub points: usize,
-    /// Points per second through `upsert` (each call waits until durable).
+    /// Points per second through `upsert` into a fresh, unindexed collection (each
+    /// call waits until durable; no index build runs meanwhile).
     pub upsert_points_per_s: f64,
     pub upsert_s: f64,
+    /// Points per second through `upsert` once the collection is indexed: further
+    /// enrolments into a full collection.
+    pub upsert_indexed_points_per_s: f64,
     /// Time of `optimize()`: HNSW build plus segment merging.
     pub hnsw_build_s: f64,
     /// Points in the HNSW index afterwards.
@@ -129,9 +133,10 @@ impl StoreBenchReport {
             self.backend, self.dim, self.metric, self.top_k, self.queries, self.batch
         );
         out.push_str(&format!(
-            "{:>9} {:>12} {:>10} {:>9} {:>9} {:>9} {:>12} {:>12}\n",
+            "{:>9} {:>12} {:>13} {:>10} {:>9} {:>9} {:>9} {:>12} {:>12}\n",
             "points",
             "upsert pt/s",
+            "+indexed pt/s",
             "hnsw s",
             "indexed",
             "p50 ms",
@@ -141,9 +146,10 @@ impl StoreBenchReport {
         ));
         for s in &self.sizes {
             out.push_str(&format!(
-                "{:>9} {:>12.0} {:>10.1} {:>9} {:>9.3} {:>9.3} {:>12.3} {:>12.3}\n",
+                "{:>9} {:>12.0} {:>13.0} {:>10.1} {:>9} {:>9.3} {:>9.3} {:>12.3} {:>12.3}\n",
                 s.points,
                 s.upsert_points_per_s,
+                s.upsert_indexed_points_per_s,
                 s.hnsw_build_s,
                 s.indexed_vectors,
                 s.search.p50_ms,
@@ -181,6 +187,10 @@ impl StoreBenchReport {
                 (
                     format!("upsert_pts_per_s_{l}"),
                     json!(round(s.upsert_points_per_s, 0)),
+                ),
+                (
+                    format!("upsert_indexed_pts_per_s_{l}"),
+                    json!(round(s.upsert_indexed_points_per_s, 0)),
                 ),
                 (format!("hnsw_build_s_{l}"), json!(round(s.hnsw_build_s, 2))),
                 (format!("indexed_vectors_{l}"), json!(s.indexed_vectors)),
@@ -311,23 +321,7 @@ async fn bench_size(
     };
     store.ensure_collection(&spec).await?;
 
-    let mut upsert_time = Duration::ZERO;
-    let mut written = 0;
-    let mut last_log = Instant::now();
-    while written < points {
-        let count = options.batch.min(points - written);
-        let batch: Vec<Point> = (written..written + count)
-            .map(|i| bench_point(i, options.points_per_subject, rng.unit_vector(options.dim)))
-            .collect();
-        let started = Instant::now();
-        store.upsert(&spec.name, &batch).await?;
-        upsert_time += started.elapsed();
-        written += count;
-        if last_log.elapsed() > Duration::from_secs(10) {
-            tracing::info!(points = written, of = points, "bench store: upserting");
-            last_log = Instant::now();
-        }
-    }
+    let upsert_time = upsert_range(&store, &spec.name, options, 0..points, rng).await?;
     tracing::info!(
         points,
         upsert_s = upsert_time.as_secs_f64(),
@@ -377,16 +371,48 @@ async fn bench_size(
             ));
         }
     }
+    // Further enrolments into the indexed collection (new points, same batches).
+    let extra = (options.batch * 10).min(points).max(1);
+    let extra_time = upsert_range(&store, &spec.name, options, points..points + extra, rng).await?;
     store.close().await?;
     Ok(SizeReport {
         points,
         upsert_points_per_s: points as f64 / upsert_time.as_secs_f64().max(1e-9),
         upsert_s: upsert_time.as_secs_f64(),
+        upsert_indexed_points_per_s: extra as f64 / extra_time.as_secs_f64().max(1e-9),
         hnsw_build_s: hnsw_build.as_secs_f64(),
         indexed_vectors: info.indexed_vectors,
         search: Latency::of(plain),
         search_filtered: Latency::of(filtered),
     })
+}
+
+/// Upserts points `range` in batches; returns the time spent inside `upsert`.
+async fn upsert_range(
+    store: &EmbeddedStore,
+    collection: &str,
+    options: &StoreBenchOptions,
+    range: std::ops::Range<usize>,
+    rng: &mut Rng,
+) -> Result<Duration, StoreError> {
+    let mut upsert_time = Duration::ZERO;
+    let mut next = range.start;
+    let mut last_log = Instant::now();
+    while next < range.end {
+        let count = options.batch.min(range.end - next);
+        let batch: Vec<Point> = (next..next + count)
+            .map(|i| bench_point(i, options.points_per_subject, rng.unit_vector(options.dim)))
+            .collect();
+        let started = Instant::now();
+        store.upsert(collection, &batch).await?;
+        upsert_time += started.elapsed();
+        next += count;
+        if last_log.elapsed() > Duration::from_secs(10) {
+            tracing::info!(points = next, of = range.end, "bench store: upserting");
+            last_log = Instant::now();
+        }
+    }
+    Ok(upsert_time)
 }
 
 #[cfg(test)]
@@ -424,11 +450,13 @@ mod tests {
         assert_eq!(report.sizes.len(), 1);
         let size = &report.sizes[0];
         assert!(size.upsert_points_per_s > 0.0);
+        assert!(size.upsert_indexed_points_per_s > 0.0);
         assert!(size.search.p99_ms >= size.search.p50_ms);
         let line = report.json_line();
         let parsed: serde_json::Value = serde_json::from_str(&line).expect("valid json");
         assert_eq!(parsed["bench"], "store");
         assert!(parsed["search_p99_ms_2k"].is_number(), "{line}");
+        assert!(parsed["upsert_indexed_pts_per_s_2k"].is_number(), "{line}");
         assert!(line.starts_with("{\"bench\":\"store\""), "{line}");
         assert!(report.table().contains("2000"));
     }

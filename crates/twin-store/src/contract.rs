@@ -175,7 +175,9 @@ impl PointPayload {
     }
 }
 
-fn validate_label(key: &str, value: &str) -> Result<(), StoreError> {
+/// One label as the API allows it: key 1..=64 bytes of `[A-Za-z0-9_.-]`, value at most
+/// 256 bytes. The gateway checks labels with this before it queues an enrolment.
+pub fn validate_label(key: &str, value: &str) -> Result<(), StoreError> {
     let key_ok = !key.is_empty()
         && key.len() <= 64
         && key

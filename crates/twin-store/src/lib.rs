@@ -20,8 +20,9 @@ use std::sync::Arc;
 use twin_core::config::StoreConfig;
 
 pub use contract::{
-    collection_name, model_alias, validate_name, Alias, CollectionInfo, CollectionSpec, Hit, Point,
-    PointFilter, PointPayload, SearchRequest, StoredPoint, VectorStore, MAX_LABELS, MAX_TOP_K,
+    collection_name, model_alias, validate_label, validate_name, Alias, CollectionInfo,
+    CollectionSpec, Hit, Point, PointFilter, PointPayload, SearchRequest, StoredPoint, VectorStore,
+    MAX_LABELS, MAX_TOP_K,
 };
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;

@@ -167,6 +167,34 @@ impl RemoteStore {
     }
 
     /// The distance of a collection (or alias), cached for [`DISTANCE_TTL`].
+    /// One Qdrant call with retries: every attempt gets a clone of `client` and of the
+    /// request; a failed call becomes a [`StoreError`] naming `what`.
+    async fn rpc<C, Req, Resp, F, Fut>(
+        &self,
+        what: &'static str,
+        client: &C,
+        request: Req,
+        call: F,
+    ) -> Result<Resp, StoreError>
+    where
+        C: Clone,
+        Req: Clone,
+        F: Fn(C, Req) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        self.retry
+            .run(what, || {
+                let attempt = call(client.clone(), request.clone());
+                async move {
+                    attempt
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| self.error(what, s))
+                }
+            })
+            .await
+    }
+
     async fn distance(&self, collection: &str) -> Result<IndexDistance, StoreError> {
         if let Some((distance, at)) = self.cached_distance(collection) {
             if at.elapsed() < DISTANCE_TTL {
@@ -201,18 +229,12 @@ impl RemoteStore {
             collection_name: collection.to_owned(),
         };
         let info = self
-            .retry
-            .run("collection info", || {
-                let mut client = self.collections.clone();
-                let request = request.clone();
-                async move {
-                    client
-                        .get(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                        .map_err(|s| self.error("collection info", s))
-                }
-            })
+            .rpc(
+                "collection info",
+                &self.collections,
+                request,
+                |mut client, request| async move { client.get(request).await },
+            )
             .await?
             .result
             .ok_or_else(|| {
@@ -252,17 +274,12 @@ impl RemoteStore {
 
     async fn aliases(&self) -> Result<Vec<Alias>, StoreError> {
         let response = self
-            .retry
-            .run("list aliases", || {
-                let mut client = self.collections.clone();
-                async move {
-                    client
-                        .list_aliases(ListAliasesRequest {})
-                        .await
-                        .map(tonic::Response::into_inner)
-                        .map_err(|s| self.error("list aliases", s))
-                }
-            })
+            .rpc(
+                "list aliases",
+                &self.collections,
+                ListAliasesRequest {},
+                |mut client, request| async move { client.list_aliases(request).await },
+            )
             .await?;
         let mut aliases: Vec<Alias> = response
             .aliases
@@ -289,19 +306,14 @@ impl RemoteStore {
                 .collect(),
             timeout: None,
         };
-        self.retry
-            .run("update aliases", || {
-                let mut client = self.collections.clone();
-                let request = request.clone();
-                async move {
-                    client
-                        .update_aliases(request)
-                        .await
-                        .map(|_| ())
-                        .map_err(|s| self.error("update aliases", s))
-                }
-            })
-            .await
+        self.rpc(
+            "update aliases",
+            &self.collections,
+            request,
+            |mut client, request| async move { client.update_aliases(request).await },
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn create_keyword_index(&self, collection: &str, field: &str) -> Result<(), StoreError> {
@@ -312,19 +324,14 @@ impl RemoteStore {
             field_type: Some(FieldType::Keyword as i32),
             ..Default::default()
         };
-        self.retry
-            .run("create payload index", || {
-                let mut client = self.points.clone();
-                let request = request.clone();
-                async move {
-                    client
-                        .create_field_index(request)
-                        .await
-                        .map(|_| ())
-                        .map_err(|s| self.error("create payload index", s))
-                }
-            })
-            .await
+        self.rpc(
+            "create payload index",
+            &self.points,
+            request,
+            |mut client, request| async move { client.create_field_index(request).await },
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn count_filtered(
@@ -339,18 +346,12 @@ impl RemoteStore {
             ..Default::default()
         };
         let response = self
-            .retry
-            .run("count", || {
-                let mut client = self.points.clone();
-                let request = request.clone();
-                async move {
-                    client
-                        .count(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                        .map_err(|s| self.error("count", s))
-                }
-            })
+            .rpc(
+                "count",
+                &self.points,
+                request,
+                |mut client, request| async move { client.count(request).await },
+            )
             .await?;
         Ok(response.result.map(|r| r.count).unwrap_or(0))
     }
@@ -368,19 +369,14 @@ impl RemoteStore {
             }),
             ..Default::default()
         };
-        self.retry
-            .run("delete points", || {
-                let mut client = self.points.clone();
-                let request = request.clone();
-                async move {
-                    client
-                        .delete(request)
-                        .await
-                        .map(|_| ())
-                        .map_err(|s| self.error("delete points", s))
-                }
-            })
-            .await
+        self.rpc(
+            "delete points",
+            &self.points,
+            request,
+            |mut client, request| async move { client.delete(request).await },
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn retrieve(
@@ -398,18 +394,12 @@ impl RemoteStore {
             ..Default::default()
         };
         let response = self
-            .retry
-            .run("get points", || {
-                let mut client = self.points.clone();
-                let request = request.clone();
-                async move {
-                    client
-                        .get(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                        .map_err(|s| self.error("get points", s))
-                }
-            })
+            .rpc(
+                "get points",
+                &self.points,
+                request,
+                |mut client, request| async move { client.get(request).await },
+            )
             .await?;
         Ok(response.result)
     }
@@ -542,18 +532,14 @@ impl VectorStore for RemoteStore {
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        self.retry
-            .run("health check", || {
-                let mut client = self.service.clone();
-                async move {
-                    client
-                        .health_check(HealthCheckRequest {})
-                        .await
-                        .map(|_| ())
-                        .map_err(|s| self.error("health check", s))
-                }
-            })
-            .await
+        self.rpc(
+            "health check",
+            &self.service,
+            HealthCheckRequest {},
+            |mut client, request| async move { client.health_check(request).await },
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<CollectionInfo, StoreError> {
@@ -579,19 +565,14 @@ impl VectorStore for RemoteStore {
                     ..Default::default()
                 };
                 let created = self
-                    .retry
-                    .run("create collection", || {
-                        let mut client = self.collections.clone();
-                        let request = request.clone();
-                        async move {
-                            client
-                                .create(request)
-                                .await
-                                .map(|_| ())
-                                .map_err(|s| self.error("create collection", s))
-                        }
-                    })
-                    .await;
+                    .rpc(
+                        "create collection",
+                        &self.collections,
+                        request,
+                        |mut client, request| async move { client.create(request).await },
+                    )
+                    .await
+                    .map(|_| ());
                 match created {
                     // Created meanwhile by another process: checked below like any other.
                     Ok(()) | Err(StoreError::Conflict(_)) => {}
@@ -649,19 +630,14 @@ impl VectorStore for RemoteStore {
             timeout: None,
         };
         let result = self
-            .retry
-            .run("delete collection", || {
-                let mut client = self.collections.clone();
-                let request = request.clone();
-                async move {
-                    client
-                        .delete(request)
-                        .await
-                        .map(|r| r.into_inner().result)
-                        .map_err(|s| self.error("delete collection", s))
-                }
-            })
-            .await;
+            .rpc(
+                "delete collection",
+                &self.collections,
+                request,
+                |mut client, request| async move { client.delete(request).await },
+            )
+            .await
+            .map(|r| r.result);
         self.forget_distance(collection);
         match result {
             Ok(deleted) => Ok(deleted),
@@ -686,19 +662,14 @@ impl VectorStore for RemoteStore {
                     .collect(),
                 ..Default::default()
             };
-            self.retry
-                .run("upsert", || {
-                    let mut client = self.points.clone();
-                    let request = request.clone();
-                    async move {
-                        client
-                            .upsert(request)
-                            .await
-                            .map(|_| ())
-                            .map_err(|s| self.error("upsert", s))
-                    }
-                })
-                .await?;
+            self.rpc(
+                "upsert",
+                &self.points,
+                request,
+                |mut client, request| async move { client.upsert(request).await },
+            )
+            .await
+            .map(|_| ())?;
         }
         Ok(())
     }
@@ -790,18 +761,12 @@ impl VectorStore for RemoteStore {
                 ..Default::default()
             };
             let page = self
-                .retry
-                .run("scroll", || {
-                    let mut client = self.points.clone();
-                    let request = request.clone();
-                    async move {
-                        client
-                            .scroll(request)
-                            .await
-                            .map(tonic::Response::into_inner)
-                            .map_err(|s| self.error("scroll", s))
-                    }
-                })
+                .rpc(
+                    "scroll",
+                    &self.points,
+                    request,
+                    |mut client, request| async move { client.scroll(request).await },
+                )
                 .await?;
             for point in page.result {
                 points.push(stored_point(point)?);

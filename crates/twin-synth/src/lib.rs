@@ -178,13 +178,13 @@ pub fn encode_png(image: &GrayImage) -> Vec<u8> {
 pub enum SynthError {
     #[error("invalid synth spec: {0}")]
     InvalidSpec(String),
-    #[error("cannot write {path}: {source}; check that the output folder is writable")]
+    #[error("cannot write {path} (check that the output folder is writable)")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot encode {path} as png: {source}")]
+    #[error("cannot encode {path} as png")]
     Encode {
         path: PathBuf,
         #[source]

@@ -14,11 +14,15 @@ use tokio::net::TcpListener;
 
 pub use prometheus;
 
-/// Logs go to stderr; `RUST_LOG` filters (default `info`). Safe to call twice (the
-/// second call is ignored), which tests that start several components need.
+/// What is logged when `RUST_LOG` is unset: twin's own info, but only warnings from
+/// ONNX Runtime, whose info level lists every graph node at each session start.
+pub const DEFAULT_LOG_FILTER: &str = "info,ort=warn";
+
+/// Logs go to stderr; `RUST_LOG` filters (default [`DEFAULT_LOG_FILTER`]). Safe to call
+/// twice (the second call is ignored), which tests that start several components need.
 pub fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

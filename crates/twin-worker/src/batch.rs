@@ -257,53 +257,38 @@ impl Worker {
     }
 }
 
-/// Preprocesses the jobs on up to `available_parallelism` blocking tasks, keeping the
-/// order; returns the good ones and the bad ones with their reasons.
+/// Preprocesses the jobs on the machine's cores, off the executor, keeping the order;
+/// returns the good ones and the bad ones with their reasons.
 async fn preprocess_all(
     model: &Embedder,
     jobs: Vec<(EmbedJob, DeliveryHandle)>,
 ) -> (Vec<Pending>, Vec<(DeliveryHandle, String)>) {
-    let lanes = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(jobs.len().max(1));
-    let chunk = jobs.len().div_ceil(lanes).max(1);
-    let mut tasks = Vec::new();
-    let mut jobs = jobs.into_iter();
-    loop {
-        let part: Vec<(EmbedJob, DeliveryHandle)> = jobs.by_ref().take(chunk).collect();
-        if part.is_empty() {
-            break;
+    let model = model.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let images: Vec<&[u8]> = jobs.iter().map(|(job, _)| job.image.as_slice()).collect();
+        let results = model.preprocess_many(&images);
+        (jobs, results)
+    })
+    .await;
+    let (jobs, results) = match done {
+        Ok(done) => done,
+        // A panic in preprocessing is a bug; its jobs were dropped unsettled and go back
+        // to the queue (and end in the dead-letter queue by the delivery limit).
+        Err(join) => {
+            tracing::error!(error = %join, "preprocessing task failed");
+            return (Vec::new(), Vec::new());
         }
-        let model = model.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            part.into_iter()
-                .map(|(job, handle)| {
-                    let result = model.preprocess(&job.image);
-                    (job, handle, result)
-                })
-                .collect::<Vec<_>>()
-        }));
-    }
+    };
     let mut pending = Vec::new();
     let mut bad = Vec::new();
-    for task in tasks {
-        match task.await {
-            Ok(results) => {
-                for (job, handle, result) in results {
-                    match result {
-                        Ok(tensor) => pending.push(Pending {
-                            job,
-                            handle,
-                            tensor,
-                        }),
-                        Err(error) => bad.push((handle, format!("bad image: {error}"))),
-                    }
-                }
-            }
-            // A panic in preprocessing is a bug; its jobs were dropped unsettled and go
-            // back to the queue (and end in the dead-letter queue by the delivery limit).
-            Err(join) => tracing::error!(error = %join, "preprocessing task failed"),
+    for ((job, handle), result) in jobs.into_iter().zip(results) {
+        match result {
+            Ok(tensor) => pending.push(Pending {
+                job,
+                handle,
+                tensor,
+            }),
+            Err(error) => bad.push((handle, format!("bad image: {error}"))),
         }
     }
     (pending, bad)

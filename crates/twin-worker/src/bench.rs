@@ -141,25 +141,11 @@ pub async fn run_ingest_bench(
     let embedder = model.clone();
     let (raw_ips, raw_embed_only_ips) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = sample.len().div_ceil(lanes).max(1);
-        let tensors: Vec<Vec<f32>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = sample
-                .chunks(chunk)
-                .map(|part| {
-                    let embedder = &embedder;
-                    scope.spawn(move || {
-                        part.iter()
-                            .filter_map(|image| embedder.preprocess(image).ok())
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
+        let tensors: Vec<Vec<f32>> = embedder
+            .preprocess_many(&sample)
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
         let embed_started = Instant::now();
         let embedded = embedder.embed_batch(&tensors).map(|v| v.len()).unwrap_or(0);
         let total = started.elapsed().as_secs_f64();

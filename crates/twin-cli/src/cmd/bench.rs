@@ -23,6 +23,38 @@ pub enum Bench {
     /// Ingest pipeline: enqueue -> broker -> worker(s) -> stored throughput with 1 and 2
     /// workers, against raw preprocess + embed on the same model (needs RabbitMQ).
     Ingest(IngestArgs),
+    /// Verify over gRPC: latency p50/p99 and pairs/s at concurrency 1-64 against raw
+    /// inference of a batch of 2 and of 64 on the same model, same run. Starts a gateway
+    /// unless --addr names one.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Model directory (model.onnx + manifest.toml); a targeted gateway must serve it.
+    #[arg(long, default_value = "models/signature-v1")]
+    pub model: PathBuf,
+    /// Configuration file (embed and gateway sections apply; TWIN_* variables override).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Measure a running gateway at this URL instead of starting one here.
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// API key for a targeted gateway, sent as `authorization: Bearer <key>`.
+    #[arg(long, env = "TWIN_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Concurrent clients per level, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 32, 64])]
+    pub concurrency: Vec<usize>,
+    /// Seconds measured per level and per raw figure (after a warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Rounds of raw figures then every level; each figure keeps its best round.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Distinct image pairs the clients cycle through (signature-sized synthetic PNGs).
+    #[arg(long, default_value_t = 64)]
+    pub pairs: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,7 +102,7 @@ pub struct StoreArgs {
     pub dim: usize,
     /// Metric the collection is built for (cosine, dot, l2, l1).
     #[arg(long, default_value = "cosine")]
-    pub metric: String,
+    pub metric: twin_core::Metric,
     /// Searches timed per size, with and without the filter each.
     #[arg(long, default_value_t = 1_000)]
     pub queries: usize,
@@ -93,7 +125,45 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Store(store) => run_store(store),
         Bench::Embed(embed) => run_embed(embed),
         Bench::Ingest(ingest) => run_ingest(ingest),
+        Bench::Verify(verify) => run_verify(verify),
     }
+}
+
+fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let mut config = twin_core::config::TwinConfig::from_env(args.config.as_deref())?;
+    config.models.dirs = vec![args.model];
+    config.models.default = String::new();
+    // Half genuine pairs, half genuine vs skilled forgery, all distinct.
+    let spec = twin_synth::SynthSpec::default();
+    let png = |writer, kind, index| {
+        twin_synth::encode_png(&twin_synth::generate_sample(&spec, writer, kind, index))
+    };
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..args.pairs.max(1))
+        .map(|i| {
+            let (writer, index) = (i % 16, i / 16);
+            let b = if i % 2 == 0 {
+                png(writer, twin_synth::SampleKind::Genuine, index + 1000)
+            } else {
+                png(writer, twin_synth::SampleKind::Forgery, index)
+            };
+            (png(writer, twin_synth::SampleKind::Genuine, index), b)
+        })
+        .collect();
+    let target = match args.addr {
+        Some(addr) => twin_gateway::bench::VerifyTarget::Remote(addr),
+        None => twin_gateway::bench::VerifyTarget::Embedded,
+    };
+    let options = twin_gateway::bench::VerifyBenchOptions {
+        concurrency: args.concurrency,
+        seconds: args.seconds,
+        rounds: args.rounds,
+        api_key: args.api_key,
+    };
+    let report = twin_gateway::bench::run_verify_bench(&config, &target, &pairs, &options)
+        .context("verify benchmark failed")?;
+    print!("{}", report.table());
+    println!("{}", report.json_line());
+    Ok(())
 }
 
 fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
@@ -116,7 +186,7 @@ fn run_store(args: StoreArgs) -> anyhow::Result<()> {
     let options = twin_store::bench::StoreBenchOptions {
         sizes: args.sizes,
         dim: args.dim,
-        metric: args.metric.parse().context("--metric")?,
+        metric: args.metric,
         queries: args.queries,
         top_k: args.top_k,
         batch: args.batch,

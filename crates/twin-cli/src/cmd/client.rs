@@ -197,30 +197,6 @@ pub fn truncate_utf8(mut text: String, max: usize) -> String {
     text
 }
 
-/// Metric flag values (`--metric cosine`).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum MetricArg {
-    L2,
-    SquaredL2,
-    L1,
-    Dot,
-    Cosine,
-    Rbf,
-}
-
-impl From<MetricArg> for Metric {
-    fn from(metric: MetricArg) -> Self {
-        match metric {
-            MetricArg::L2 => Metric::L2,
-            MetricArg::SquaredL2 => Metric::SquaredL2,
-            MetricArg::L1 => Metric::L1,
-            MetricArg::Dot => Metric::Dot,
-            MetricArg::Cosine => Metric::Cosine,
-            MetricArg::Rbf => Metric::Rbf,
-        }
-    }
-}
-
 /// The short name of a metric as people write it (`cosine`, `l2`, ...).
 pub fn metric_name(metric: i32) -> String {
     match Metric::try_from(metric) {

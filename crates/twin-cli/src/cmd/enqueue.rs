@@ -15,7 +15,7 @@ use twin_proto::v1::{EnqueueItem, GetJobRequest, JobStatus, Label};
 
 use super::client::{self, ClientArgs, Connection};
 
-const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "bmp"];
+pub(super) const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "bmp"];
 
 #[derive(Debug, clap::Args)]
 pub struct EnqueueArgs {
@@ -218,7 +218,7 @@ async fn wait_for_jobs(
     Ok(())
 }
 
-fn progress_bar(len: u64, hidden: bool, what: &str) -> ProgressBar {
+pub(super) fn progress_bar(len: u64, hidden: bool, what: &str) -> ProgressBar {
     if hidden {
         return ProgressBar::hidden();
     }
@@ -278,7 +278,7 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|ext| IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
 }
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+pub(super) fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let reader =
         std::fs::read_dir(dir).with_context(|| format!("cannot read folder {}", dir.display()))?;
     for entry in reader {
@@ -297,7 +297,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// `path` relative to `dir`, with `/` separators.
-fn relative(dir: &Path, path: &Path) -> String {
+pub(super) fn relative(dir: &Path, path: &Path) -> String {
     let relative = path.strip_prefix(dir).unwrap_or(path);
     let parts: Vec<String> = relative
         .components()

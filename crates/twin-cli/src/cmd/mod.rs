@@ -4,11 +4,15 @@ use clap::{Parser, Subcommand};
 
 mod api;
 mod bench;
+mod calibrate;
 mod client;
 mod config;
 mod enqueue;
+mod eval;
 mod health;
 mod jobs;
+mod labelled;
+mod plot;
 mod preprocess;
 mod search;
 mod serve;
@@ -48,6 +52,12 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Show an enrolment job's status.
     Jobs(jobs::JobsArgs),
+    /// Evaluate a model on a labelled folder: EER, ROC AUC, FAR/FRR at its operating points
+    /// (skilled and random forgeries apart), ROC and DET plots.
+    Eval(eval::EvalArgs),
+    /// Choose thresholds at target FARs on a labelled folder and write them into a model's
+    /// manifest as its operating points.
+    Calibrate(calibrate::CalibrateArgs),
     /// gRPC health check of a server; exit status 0 when it is serving.
     Health(health::HealthArgs),
 }
@@ -64,6 +74,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args),
         Command::Search(args) => search::run(args),
         Command::Jobs(args) => jobs::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Calibrate(args) => calibrate::run(args),
         Command::Health(args) => health::run(args),
     }
 }

@@ -28,11 +28,7 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config =
         TwinConfig::from_env(args.config.as_deref()).context("invalid configuration")?;
-    // Embedded mode: whatever the file says about backends, this process is alone.
-    config.store.backend = "embedded".to_owned();
-    config.store.data_dir = args.data_dir.join("store");
-    config.queue.backend = "inprocess".to_owned();
-    config.queue.jobs_dir = args.data_dir.join("jobs");
+    config.use_embedded(&args.data_dir);
     if let Some(addr) = args.addr {
         config.gateway.addr = addr;
     }

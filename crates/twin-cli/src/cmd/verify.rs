@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use twin_proto::v1::{Aggregation, Metric, VerifyRequest, VerifySubjectRequest};
 
-use super::client::{self, ClientArgs, MetricArg, PolicyArgs};
+use super::client::{self, ClientArgs, PolicyArgs};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  twin verify a.png b.png\n  \
@@ -19,9 +19,9 @@ pub struct VerifyArgs {
     /// Compare the probe with this enrolled subject's references.
     #[arg(long)]
     pub subject: Option<String>,
-    /// Metric; default: the model's native metric.
-    #[arg(long, value_enum)]
-    pub metric: Option<MetricArg>,
+    /// Metric (cosine, dot, l2, squared_l2, l1, rbf); default: the model's native metric.
+    #[arg(long)]
+    pub metric: Option<twin_core::Metric>,
     /// sigma of the rbf metric (> 0).
     #[arg(long)]
     pub rbf_sigma: Option<f64>,
@@ -70,7 +70,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let metric = args.metric.map_or(Metric::Unspecified, Metric::from) as i32;
+    let metric =
+        args.metric
+            .map_or(Metric::Unspecified, twin_gateway::convert::metric_to_proto) as i32;
     let rbf_sigma = args.rbf_sigma.unwrap_or_default();
     let connection = args.client.connect().await?;
     let mut verification = connection.verification();

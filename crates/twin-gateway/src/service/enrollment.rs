@@ -21,6 +21,8 @@ use crate::status::ApiError;
 const PUBLISH_CHUNK: usize = 64;
 /// How often a synchronous enrolment looks for its point.
 const WAIT_POLL: Duration = Duration::from_millis(25);
+/// Longest `client_ref` of a streamed item, in bytes.
+const MAX_CLIENT_REF_BYTES: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct EnrollmentService {
@@ -42,6 +44,13 @@ async fn validate(
     labels: Vec<pb::Label>,
 ) -> Result<ValidJob, ApiError> {
     validate_subject_id(&subject_id)?;
+    if labels.len() > twin_store::MAX_LABELS {
+        return Err(ApiError::InvalidArgument(format!(
+            "{} labels given, at most {} allowed",
+            labels.len(),
+            twin_store::MAX_LABELS
+        )));
+    }
     labels_from_proto(&labels)?;
     let image = image.ok_or_else(|| ApiError::InvalidArgument("image is required".into()))?;
     if image.source.len() > 256 {
@@ -297,6 +306,12 @@ impl EnrollmentService {
                 ..Default::default()
             };
             let valid = match self.state.model(&item.model) {
+                Ok(_) if item.client_ref.len() > MAX_CLIENT_REF_BYTES => {
+                    Err(ApiError::InvalidArgument(format!(
+                        "client_ref is {} bytes, at most {MAX_CLIENT_REF_BYTES} allowed",
+                        item.client_ref.len()
+                    )))
+                }
                 Ok(model) => validate(model, item.subject_id, item.image, item.labels)
                     .await
                     .map(|v| (v, AppState::collection(model).name)),

@@ -29,7 +29,7 @@ impl Similarity for SimilarityService {
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let request_id = request_id(&request);
-        let r = request.into_inner();
+        let mut r = request.into_inner();
         let model = self.state.model(&r.model)?;
         let manifest = model.manifest();
         let collection = AppState::collection(model);
@@ -52,7 +52,7 @@ impl Similarity for SimilarityService {
             manifest.default_target_far,
         )
         .map_err(ApiError::from)?;
-        let vector = match &r.query {
+        let vector = match r.query.take() {
             None => {
                 return Err(ApiError::InvalidArgument(
                     "query is required: set image, vector or point_id".into(),
@@ -72,10 +72,10 @@ impl Similarity for SimilarityService {
                     ))
                     .into());
                 }
-                vector.values.clone()
+                vector.values
             }
             Some(pb::search_request::Query::PointId(id)) => {
-                let id = uuid::Uuid::parse_str(id).map_err(|_| {
+                let id = uuid::Uuid::parse_str(&id).map_err(|_| {
                     ApiError::InvalidArgument(format!("point_id {id:?} is not a UUID"))
                 })?;
                 let found = self
@@ -171,12 +171,12 @@ impl Similarity for SimilarityService {
     ) -> Result<Response<pb::EmbedResponse>, Status> {
         let r = request.into_inner();
         let model = self.state.model(&r.model)?;
-        let vector = embed_field(model, "image", r.image.as_ref()).await?;
         let image_sha256 = r
             .image
             .as_ref()
             .map(|i| sha256_hex(&i.data))
             .unwrap_or_default();
+        let vector = embed_field(model, "image", r.image).await?;
         Ok(Response::new(pb::EmbedResponse {
             vector,
             model_id: model.manifest().id.clone(),

@@ -2,13 +2,15 @@
 
 use tonic::{Request, Response, Status};
 use twin_core::decision::{aggregate, decide, resolve_threshold};
-use twin_core::metric::{score, DEFAULT_RBF_SIGMA};
+use twin_core::metric::score;
 use twin_core::subject::validate_subject_id;
 use twin_proto::v1 as pb;
 use twin_proto::v1::verification_server::Verification;
 
-use crate::convert::{aggregation, audit, metric_from_proto, threshold_choice, AuditInput};
-use crate::state::{embed_field, request_id, AppState};
+use crate::convert::{
+    aggregation, audit, metric_from_proto, rbf_sigma, threshold_choice, AuditInput,
+};
+use crate::state::{embed_field, preprocess_field, request_id, AppState};
 use crate::status::ApiError;
 
 /// References compared by default, and at most.
@@ -18,14 +20,6 @@ const MAX_REFERENCES: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct VerificationService {
     pub state: AppState,
-}
-
-fn sigma(requested: f64) -> f64 {
-    if requested == 0.0 {
-        DEFAULT_RBF_SIGMA
-    } else {
-        requested
-    }
 }
 
 #[tonic::async_trait]
@@ -39,6 +33,7 @@ impl Verification for VerificationService {
         let model = self.state.model(&r.model)?;
         let manifest = model.manifest();
         let metric = metric_from_proto(r.metric, manifest.native_metric)?;
+        let sigma = rbf_sigma(r.rbf_sigma, metric)?;
         let threshold = resolve_threshold(
             &manifest.operating_points,
             metric,
@@ -46,13 +41,23 @@ impl Verification for VerificationService {
             manifest.default_target_far,
         )
         .map_err(ApiError::from)?;
-        // Both images go to the batcher together, so they share one ONNX run.
+        // Both images are decoded and preprocessed in parallel off the executor, then
+        // embedded as one job: one ONNX run per pair, no wait for a batch-mate.
         let (a, b) = tokio::join!(
-            embed_field(model, "a", r.a.as_ref()),
-            embed_field(model, "b", r.b.as_ref())
+            preprocess_field(model, "a", r.a),
+            preprocess_field(model, "b", r.b)
         );
-        let (a, b) = (a?, b?);
-        let score = score(metric, &a, &b, sigma(r.rbf_sigma)).map_err(ApiError::from)?;
+        let embedded = model
+            .embed_together(vec![a?, b?])
+            .await
+            .map_err(ApiError::from)?;
+        let [a, b] = <[Vec<f32>; 2]>::try_from(embedded).map_err(|got| {
+            ApiError::Embed(twin_embed::EmbedError::Inference(format!(
+                "{} embeddings came back for a pair",
+                got.len()
+            )))
+        })?;
+        let score = score(metric, &a, &b, sigma).map_err(ApiError::from)?;
         let matched = decide(score, threshold.threshold);
         tracing::info!(request_id, model = %manifest.name, metric = %metric, score, threshold = threshold.threshold, matched, "verify");
         Ok(Response::new(pb::VerifyResponse {
@@ -74,11 +79,12 @@ impl Verification for VerificationService {
         request: Request<pb::VerifySubjectRequest>,
     ) -> Result<Response<pb::VerifySubjectResponse>, Status> {
         let request_id = request_id(&request);
-        let r = request.into_inner();
+        let mut r = request.into_inner();
         validate_subject_id(&r.subject_id).map_err(ApiError::from)?;
         let model = self.state.model(&r.model)?;
         let manifest = model.manifest();
         let metric = metric_from_proto(r.metric, manifest.native_metric)?;
+        let sigma = rbf_sigma(r.rbf_sigma, metric)?;
         let aggregation = aggregation(r.aggregation, r.k)?;
         let threshold = resolve_threshold(
             &manifest.operating_points,
@@ -99,7 +105,7 @@ impl Verification for VerificationService {
         };
         let collection = AppState::collection(model);
         let (probe, references) = tokio::join!(
-            embed_field(model, "probe", r.probe.as_ref()),
+            embed_field(model, "probe", r.probe.take()),
             self.state
                 .store
                 .list_subject(&collection.name, &r.subject_id, true)
@@ -124,7 +130,7 @@ impl Verification for VerificationService {
                     reference.id
                 )))
             })?;
-            let s = score(metric, &probe, vector, sigma(r.rbf_sigma)).map_err(ApiError::from)?;
+            let s = score(metric, &probe, vector, sigma).map_err(ApiError::from)?;
             per_reference.push(pb::ReferenceScore {
                 point_id: reference.id.to_string(),
                 score: s,

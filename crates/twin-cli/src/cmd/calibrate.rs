@@ -1,0 +1,340 @@
+//! `twin calibrate DIR --model M`: chooses the threshold for each target FAR on a labelled
+//! folder (the model's native metric; `threshold_at_far`, as `evaluate.py calibrate` does)
+//! and writes them into `M/manifest.toml` as its operating points, everything else kept.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde_json::json;
+use twin_core::decision::{far_name, OperatingPoint};
+use twin_core::evaluation::{far_frr, threshold_at_far};
+use twin_core::manifest::{ModelManifest, MANIFEST_FILE};
+use twin_core::metric::DEFAULT_RBF_SIGMA;
+
+use super::client;
+use super::labelled::{load_model, model_json, FolderArgs, Listed, Scored};
+use super::plot::percent;
+
+/// Target FARs closer than this are the same operating point (as `resolve_threshold` matches).
+const FAR_TOLERANCE: f64 = 1e-9;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    twin calibrate demo-data --model models/my-model --dry-run\n  \
+    twin calibrate data/val-writers --model models/my-model --target-far 0.1,0.01,0.001 \\\n      \
+    --calibrated-on \"BHSig260-Bengali writers 51-60, skilled forgeries\"")]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    /// Model directory whose manifest.toml receives the thresholds.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Target false-accept rates, comma-separated, each in (0, 1); must include the model's
+    /// default_target_far unless --dry-run.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.1, 0.01, 0.001])]
+    pub target_far: Vec<f64>,
+    /// Negatives the FAR is measured on: skilled forgeries of the subject, or other
+    /// subjects' genuine images.
+    #[arg(long, value_enum, default_value = "skilled")]
+    pub negatives: Negatives,
+    /// What the thresholds were calibrated on, recorded in the manifest and shown in every
+    /// decision's audit (default: the folder, its size and the negatives).
+    #[arg(long)]
+    pub calibrated_on: Option<String>,
+    /// Print the thresholds without changing the manifest.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Negatives {
+    Skilled,
+    Random,
+}
+
+impl Negatives {
+    fn name(self) -> &'static str {
+        match self {
+            Negatives::Skilled => "skilled",
+            Negatives::Random => "random",
+        }
+    }
+}
+
+pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let targets = targets(&args.target_far)?;
+    let listed = Listed::read(&args.folder)?;
+    let embedder = load_model(&args.model, args.folder.config.as_deref())?;
+    let manifest = embedder.manifest().clone();
+    let metric = manifest.native_metric;
+    let scored = Scored::compute(&args.folder, listed, &embedder, metric, DEFAULT_RBF_SIGMA)?;
+    drop(embedder);
+    let negatives = match args.negatives {
+        Negatives::Skilled => &scored.skilled,
+        Negatives::Random => &scored.random,
+    };
+    if scored.positive.is_empty() || negatives.is_empty() {
+        anyhow::bail!(
+            "cannot calibrate on {}: {} genuine pairs and {} {} forgery pairs; a threshold \
+             needs both (subjects with two or more genuine images{}; naming: {})",
+            scored.dir.display(),
+            scored.positive.len(),
+            negatives.len(),
+            args.negatives.name(),
+            match args.negatives {
+                Negatives::Skilled => ", and forgeries",
+                Negatives::Random => ", and two or more subjects",
+            },
+            scored.naming.describe()
+        );
+    }
+    let calibrated_on = args.calibrated_on.clone().unwrap_or_else(|| {
+        format!(
+            "{} ({} subjects, {} images), genuine vs {} forgeries",
+            scored.dir.display(),
+            scored.subjects,
+            scored.images(),
+            args.negatives.name()
+        )
+    });
+    let mut points = Vec::with_capacity(targets.len());
+    for &target in &targets {
+        let threshold = threshold_at_far(negatives, target)?;
+        let rates = far_frr(&scored.positive, negatives, threshold)?;
+        points.push(OperatingPoint {
+            name: far_name(target),
+            metric,
+            target_far: target,
+            threshold,
+            measured_far: rates.far,
+            measured_frr: rates.frr,
+            calibrated_on: calibrated_on.clone(),
+        });
+    }
+
+    let manifest_path = args.model.join(MANIFEST_FILE);
+    let covers_default = targets
+        .iter()
+        .any(|t| (t - manifest.default_target_far).abs() <= FAR_TOLERANCE);
+    let written = if args.dry_run {
+        false
+    } else {
+        if !covers_default {
+            anyhow::bail!(
+                "the model's default operating point (default_target_far = {}) would have no \
+                 threshold and requests without one would fail; add {} to --target-far",
+                manifest.default_target_far,
+                manifest.default_target_far
+            );
+        }
+        write_points(&args.model, &manifest, &points)?;
+        true
+    };
+
+    let previous = |target: f64| {
+        manifest
+            .operating_points
+            .iter()
+            .find(|p| p.metric == metric && (p.target_far - target).abs() <= FAR_TOLERANCE)
+            .map(|p| p.threshold)
+    };
+    let finest = 1.0 / negatives.len() as f64;
+    if args.folder.json {
+        let mut report = scored.json();
+        report["model"] = model_json(&args.model, &manifest);
+        report["manifest"] = json!(manifest_path.display().to_string());
+        report["written"] = json!(written);
+        report["metric"] = json!(metric);
+        report["negatives"] = json!(args.negatives.name());
+        report["calibrated_on"] = json!(calibrated_on);
+        report["finest_far"] = json!(finest);
+        report["operating_points"] = points
+            .iter()
+            .map(|p| {
+                let mut value = json!(p);
+                value["previous_threshold"] = json!(previous(p.target_far));
+                value
+            })
+            .collect();
+        report["seconds"] = json!(started.elapsed().as_secs_f64());
+        client::print_json(&report);
+        return Ok(());
+    }
+    let short_id: String = manifest.id.chars().take(12).collect();
+    println!(
+        "twin calibrate {}: model {} ({short_id}), metric {metric}, genuine vs {} forgeries",
+        scored.dir.display(),
+        manifest.name,
+        args.negatives.name()
+    );
+    print!("{}", scored.summary());
+    println!();
+    println!(
+        "  {:<16}{:>14}{:>14}{:>14}{:>14}",
+        "operating point", "threshold", "measured FAR", "measured FRR", "was"
+    );
+    for p in &points {
+        let was = previous(p.target_far).map_or_else(|| "-".to_owned(), |t| format!("{t:.6}"));
+        println!(
+            "  {:<16}{:>14.6}{:>14}{:>14}{:>14}",
+            p.name,
+            p.threshold,
+            percent(p.measured_far),
+            percent(p.measured_frr),
+            was
+        );
+    }
+    if targets.iter().any(|&t| t < finest) {
+        println!(
+            "  note: {} {} pairs cannot measure a FAR below 1/{} = {}; those thresholds sit \
+             just above the highest forgery score",
+            negatives.len(),
+            args.negatives.name(),
+            negatives.len(),
+            percent(finest)
+        );
+    }
+    println!();
+    if written {
+        println!(
+            "wrote {} operating points for {metric} to {} (calibrated on {calibrated_on:?})",
+            points.len(),
+            manifest_path.display()
+        );
+    } else {
+        println!("dry run: {} not changed", manifest_path.display());
+        if !covers_default {
+            println!(
+                "note: without {} in --target-far the default operating point would be lost",
+                manifest.default_target_far
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The target FARs checked and de-duplicated, highest first.
+fn targets(given: &[f64]) -> anyhow::Result<Vec<f64>> {
+    let mut targets = Vec::with_capacity(given.len());
+    for &t in given {
+        if !(t > 0.0 && t < 1.0) {
+            anyhow::bail!("--target-far {t} is not a rate in (0, 1); write 1 % as 0.01");
+        }
+        if !targets
+            .iter()
+            .any(|&u: &f64| (u - t).abs() <= FAR_TOLERANCE)
+        {
+            targets.push(t);
+        }
+    }
+    if targets.is_empty() {
+        anyhow::bail!("--target-far needs at least one rate, e.g. 0.01");
+    }
+    targets.sort_by(|a, b| b.total_cmp(a));
+    Ok(targets)
+}
+
+/// Replaces the operating points of the points' metric (those of other metrics stay),
+/// writes the manifest through a temporary file and reads it back the way models are
+/// loaded; on any failure the previous manifest is put back.
+fn write_points(
+    dir: &Path,
+    manifest: &ModelManifest,
+    points: &[OperatingPoint],
+) -> anyhow::Result<()> {
+    let mut updated = manifest.clone();
+    updated
+        .operating_points
+        .retain(|p| !points.iter().any(|q| q.metric == p.metric));
+    updated
+        .operating_points
+        .splice(0..0, points.iter().cloned());
+    updated.validate().map_err(|message| {
+        anyhow::anyhow!("the calibrated manifest would be invalid: {message}")
+    })?;
+    let path = dir.join(MANIFEST_FILE);
+    let previous = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let temporary = dir.join(format!("{MANIFEST_FILE}.calibrate.tmp"));
+    std::fs::write(&temporary, updated.to_toml())
+        .and_then(|()| std::fs::rename(&temporary, &path))
+        .with_context(|| {
+            format!(
+                "cannot write {} (is the model folder writable?)",
+                path.display()
+            )
+        })?;
+    match ModelManifest::load(dir) {
+        Ok(read) if read == updated => Ok(()),
+        outcome => {
+            let _ = std::fs::write(&path, previous);
+            let why = match outcome {
+                Ok(_) => "it reads back differently".to_owned(),
+                Err(error) => error.to_string(),
+            };
+            anyhow::bail!(
+                "the rewritten {} did not load back ({why}); the previous manifest was restored",
+                path.display()
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_checked_deduplicated_and_sorted() {
+        assert_eq!(
+            targets(&[0.01, 0.1, 0.001, 0.01]).expect("valid"),
+            vec![0.1, 0.01, 0.001]
+        );
+        assert!(targets(&[1.0]).is_err());
+        assert!(targets(&[0.0]).is_err());
+        assert!(targets(&[f64::NAN]).is_err());
+        assert!(targets(&[]).is_err());
+    }
+
+    #[test]
+    fn only_the_calibrated_metric_is_replaced_and_the_rest_kept() {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/signature-v1");
+        let manifest = ModelManifest::load(&source).expect("shipped manifest");
+        let dir = std::env::temp_dir().join(format!("twin-calibrate-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut with_l2 = manifest.clone();
+        with_l2.operating_points.push(OperatingPoint {
+            name: "FAR 1 %".to_owned(),
+            metric: twin_core::Metric::L2,
+            target_far: 0.01,
+            threshold: -0.5,
+            measured_far: 0.01,
+            measured_frr: 0.2,
+            calibrated_on: "elsewhere".to_owned(),
+        });
+        std::fs::write(dir.join(MANIFEST_FILE), with_l2.to_toml()).expect("write");
+        let new = OperatingPoint {
+            name: far_name(0.01),
+            metric: twin_core::Metric::Cosine,
+            target_far: 0.01,
+            threshold: 0.987_654_321_012_345_6,
+            measured_far: 0.0,
+            measured_frr: 0.5,
+            calibrated_on: "test".to_owned(),
+        };
+        write_points(&dir, &with_l2, std::slice::from_ref(&new)).expect("written");
+        let read = ModelManifest::load(&dir).expect("loads");
+        assert_eq!(read.operating_points.len(), 2);
+        assert_eq!(
+            read.operating_points[0], new,
+            "thresholds survive the round trip exactly"
+        );
+        assert_eq!(read.operating_points[1].metric, twin_core::Metric::L2);
+        assert_eq!(read.id, manifest.id);
+        assert_eq!(read.evaluation, manifest.evaluation);
+        assert!(!dir.join(format!("{MANIFEST_FILE}.calibrate.tmp")).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

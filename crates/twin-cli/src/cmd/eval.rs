@@ -1,0 +1,340 @@
+//! `twin eval DIR`: writer-independent evaluation of a model on a labelled folder, as
+//! `training/twin_train/evaluate.py` evaluates it: EER and ROC AUC with skilled and random
+//! forgeries apart, FAR/FRR at the model's calibrated operating points, and ROC / DET plots.
+//! A readable table by default, one JSON document with `--json`; report.json, roc.svg and
+//! det.svg in `--out` either way.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde_json::json;
+use twin_core::decision::OperatingPoint;
+use twin_core::evaluation::{far_frr, figures, roc, Figures, Rates};
+use twin_core::manifest::ModelManifest;
+use twin_core::metric::{Metric, DEFAULT_RBF_SIGMA};
+
+use super::client;
+use super::labelled::{load_model, model_json, FolderArgs, Listed, Scored};
+use super::plot::{det_svg, percent, roc_svg, Plot, Series};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  twin synth --out demo-data --writers 20 --genuine 6 --forgeries 2\n  \
+    twin eval demo-data                       # table; eval-report/{report.json,roc.svg,det.svg}\n  \
+    twin eval data/test-writers --json --out test-report\n  \
+    twin eval scans --forged-pattern forged/ --random-pairs 0"
+)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    /// Model directory (model.onnx + manifest.toml), loaded as serving loads it.
+    #[arg(long, default_value = "models/signature-v1")]
+    pub model: PathBuf,
+    /// Folder for report.json, roc.svg and det.svg (created if missing).
+    #[arg(long, default_value = "eval-report")]
+    pub out: PathBuf,
+    /// Metric (cosine, dot, l2, squared_l2, l1, rbf); default: the model's native metric.
+    /// The operating points calibrated for it are reported.
+    #[arg(long)]
+    pub metric: Option<Metric>,
+    /// sigma of the rbf metric (> 0).
+    #[arg(long, default_value_t = DEFAULT_RBF_SIGMA)]
+    pub rbf_sigma: f64,
+}
+
+/// The figures of one kind of negatives.
+struct Kind {
+    /// "skilled" or "random".
+    name: &'static str,
+    figures: Figures,
+    /// Rates at the model's operating points, in the manifest's order.
+    at: Vec<(OperatingPoint, Rates)>,
+    series: Series,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let listed = Listed::read(&args.folder)?;
+    let embedder = load_model(&args.model, args.folder.config.as_deref())?;
+    let manifest = embedder.manifest().clone();
+    let metric = args.metric.unwrap_or(manifest.native_metric);
+    let scored = Scored::compute(&args.folder, listed, &embedder, metric, args.rbf_sigma)?;
+    drop(embedder);
+    if scored.positive.is_empty() {
+        anyhow::bail!(
+            "no genuine pairs in {}: every subject has fewer than two genuine images ({} genuine \
+             of {} images; naming: {}); check the folder or --genuine-pattern / --forged-pattern",
+            scored.dir.display(),
+            scored.genuine,
+            scored.images(),
+            scored.naming.describe()
+        );
+    }
+    let points: Vec<OperatingPoint> = manifest
+        .operating_points
+        .iter()
+        .filter(|p| p.metric == metric)
+        .cloned()
+        .collect();
+    let kinds = [
+        ("skilled", "skilled forgeries", "#d62728", &scored.skilled),
+        ("random", "random forgeries", "#1f77b4", &scored.random),
+    ]
+    .into_iter()
+    .filter(|(_, _, _, negatives)| !negatives.is_empty())
+    .map(|(name, label, color, negatives)| {
+        kind(name, label, color, &scored.positive, negatives, &points)
+    })
+    .collect::<anyhow::Result<Vec<Kind>>>()?;
+    if kinds.is_empty() {
+        anyhow::bail!(
+            "no forgery pairs in {}: no subject has a forgery and there is only one subject; \
+             add forgeries (naming: {}) or more subjects",
+            scored.dir.display(),
+            scored.naming.describe()
+        );
+    }
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the report folder {}", args.out.display()))?;
+    let files = Files::in_folder(&args.out);
+    let plot = Plot {
+        title: format!("{} on {}", manifest.name, folder_name(&scored.dir)),
+        subtitle: format!(
+            "metric {metric} · {} genuine pairs · {} images of {} subjects",
+            scored.positive.len(),
+            scored.images(),
+            scored.subjects
+        ),
+        series: kinds.iter().map(|k| k.series.clone()).collect(),
+    };
+    let smallest_rate = kinds
+        .iter()
+        .map(|k| 1.0 / k.figures.negatives.min(k.figures.positives) as f64)
+        .fold(1.0, f64::min);
+    let mut roc_plot = plot.clone();
+    roc_plot.title = format!("ROC: {}", plot.title);
+    let mut det_plot = plot;
+    det_plot.title = format!("DET: {}", det_plot.title);
+    write(&files.roc, &roc_svg(&roc_plot))?;
+    write(&files.det, &det_svg(&det_plot, smallest_rate))?;
+
+    let report = report(&args, &manifest, metric, &scored, &kinds, &files, started);
+    let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
+    write(&files.report, &(text + "\n"))?;
+    if args.folder.json {
+        client::print_json(&report);
+    } else {
+        print!(
+            "{}",
+            table(&args, &manifest, metric, &scored, &kinds, &points, &files)
+        );
+    }
+    Ok(())
+}
+
+fn kind(
+    name: &'static str,
+    label: &str,
+    color: &'static str,
+    positive: &[f64],
+    negative: &[f64],
+    points: &[OperatingPoint],
+) -> anyhow::Result<Kind> {
+    let context = || format!("{name} forgeries");
+    let figures = figures(positive, negative).with_context(context)?;
+    let curve = roc(positive, negative).with_context(context)?;
+    let at = points
+        .iter()
+        .map(|p| Ok((p.clone(), far_frr(positive, negative, p.threshold)?)))
+        .collect::<Result<Vec<_>, twin_core::evaluation::EvaluationError>>()
+        .with_context(context)?;
+    Ok(Kind {
+        name,
+        series: Series {
+            label: format!(
+                "{label}: EER {}, AUC {:.3}",
+                percent(figures.eer),
+                figures.auc
+            ),
+            color,
+            far: curve.far,
+            frr: curve.frr,
+            eer: figures.eer,
+            operating_points: at.iter().map(|(_, r)| (r.far, r.frr)).collect(),
+        },
+        figures,
+        at,
+    })
+}
+
+/// Where the report files go.
+struct Files {
+    report: PathBuf,
+    roc: PathBuf,
+    det: PathBuf,
+}
+
+impl Files {
+    fn in_folder(dir: &Path) -> Self {
+        Self {
+            report: dir.join("report.json"),
+            roc: dir.join("roc.svg"),
+            det: dir.join("det.svg"),
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The folder's own name for titles (`data/BHSig260-Bengali` → `BHSig260-Bengali`).
+fn folder_name(dir: &Path) -> String {
+    let full = dir.display().to_string();
+    match dir.file_name() {
+        Some(name) if full.len() > 40 => name.to_string_lossy().into_owned(),
+        _ => full,
+    }
+}
+
+fn report(
+    args: &EvalArgs,
+    manifest: &ModelManifest,
+    metric: Metric,
+    scored: &Scored,
+    kinds: &[Kind],
+    files: &Files,
+    started: Instant,
+) -> serde_json::Value {
+    let mut report = scored.json();
+    report["model"] = model_json(&args.model, manifest);
+    report["metric"] = json!(metric);
+    if metric == Metric::Rbf {
+        report["rbf_sigma"] = json!(args.rbf_sigma);
+    }
+    for name in ["skilled", "random"] {
+        report[name] = kinds
+            .iter()
+            .find(|k| k.name == name)
+            .map_or(serde_json::Value::Null, |k| {
+                json!({
+                    "eer": k.figures.eer,
+                    "eer_threshold": k.figures.eer_threshold,
+                    "auc": k.figures.auc,
+                    "positives": k.figures.positives,
+                    "negatives": k.figures.negatives,
+                    "operating_points": k.at.iter().map(|(p, r)| json!({
+                        "name": p.name,
+                        "target_far": p.target_far,
+                        "threshold": p.threshold,
+                        "calibrated_on": p.calibrated_on,
+                        "far": r.far,
+                        "frr": r.frr,
+                    })).collect::<Vec<_>>(),
+                })
+            });
+    }
+    report["files"] = json!({
+        "report": files.report.display().to_string(),
+        "roc": files.roc.display().to_string(),
+        "det": files.det.display().to_string(),
+    });
+    report["seconds"] = json!(started.elapsed().as_secs_f64());
+    report
+}
+
+fn table(
+    args: &EvalArgs,
+    manifest: &ModelManifest,
+    metric: Metric,
+    scored: &Scored,
+    kinds: &[Kind],
+    points: &[OperatingPoint],
+    files: &Files,
+) -> String {
+    let short_id: String = manifest.id.chars().take(12).collect();
+    let mut out = format!(
+        "twin eval {}: model {} ({short_id}{}), metric {metric}\n",
+        scored.dir.display(),
+        manifest.name,
+        if manifest.trained { "" } else { ", UNTRAINED" }
+    );
+    out.push_str(&scored.summary());
+    out.push('\n');
+    let cell = |name: &str, f: &dyn Fn(&Kind) -> String| {
+        kinds
+            .iter()
+            .find(|k| k.name == name)
+            .map_or_else(|| "-".to_owned(), f)
+    };
+    out.push_str(&format!(
+        "  {:<22}{:>12}{:>12}\n",
+        "negatives", "skilled", "random"
+    ));
+    let figure_row = |label: &str, f: fn(&Figures) -> String| {
+        let figure = |k: &Kind| f(&k.figures);
+        format!(
+            "  {label:<22}{:>12}{:>12}\n",
+            cell("skilled", &figure),
+            cell("random", &figure)
+        )
+    };
+    out.push_str(&figure_row("EER", |f| percent(f.eer)));
+    out.push_str(&figure_row("EER threshold", |f| {
+        format!("{:.4}", f.eer_threshold)
+    }));
+    out.push_str(&figure_row("ROC AUC", |f| format!("{:.4}", f.auc)));
+    out.push('\n');
+    if points.is_empty() {
+        let hint = if metric == manifest.native_metric {
+            format!(
+                "calibrate some with `twin calibrate DIR --model {}`",
+                args.model.display()
+            )
+        } else {
+            format!(
+                "`twin calibrate` calibrates the native metric ({})",
+                manifest.native_metric
+            )
+        };
+        out.push_str(&format!(
+            "  no FAR/FRR at operating points: the model has none calibrated for {metric}; {hint}\n"
+        ));
+    } else {
+        out.push_str(&format!(
+            "  {:<22}{:>12}{:>12}{:>14}{:>14}\n",
+            "operating point", "threshold", "FRR", "FAR skilled", "FAR random"
+        ));
+        for (i, p) in points.iter().enumerate() {
+            let frr = kinds
+                .first()
+                .map_or_else(|| "-".to_owned(), |k| percent(k.at[i].1.frr));
+            let far = |name: &str| cell(name, &|k: &Kind| percent(k.at[i].1.far));
+            out.push_str(&format!(
+                "  {:<22}{:>12.4}{:>12}{:>14}{:>14}\n",
+                p.name,
+                p.threshold,
+                frr,
+                far("skilled"),
+                far("random")
+            ));
+        }
+        if let Some(on) = points
+            .first()
+            .map(|p| &p.calibrated_on)
+            .filter(|on| !on.is_empty())
+        {
+            out.push_str(&format!("  (thresholds calibrated on {on})\n"));
+        }
+    }
+    out.push('\n');
+    out.push_str(&format!("  report   {}\n", files.report.display()));
+    out.push_str(&format!(
+        "  plots    {}, {}\n",
+        files.roc.display(),
+        files.det.display()
+    ));
+    out
+}

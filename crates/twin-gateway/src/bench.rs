@@ -1,0 +1,769 @@
+//! `twin bench verify`: `Verification.Verify` latency (p50/p99) and throughput (pairs/s)
+//! under N concurrent gRPC clients, beside raw ONNX Runtime inference of the same model
+//! in the same run: the time of one run of a batch of 2 (one pair), and pairs/s at a
+//! batch of 64 (32 pairs per run). The ratios are what the gateway costs on top of the
+//! model: decoding and preprocessing both images, gRPC, the micro-batcher, scoring.
+//!
+//! By default the benchmark starts a gateway itself (embedded store and in-process queue
+//! in a temporary directory, an ephemeral port, its own async runtime); it can target a
+//! running gateway instead, which must serve the same model (requests name it by id).
+//! Phases run one after another, never together: preprocessing cost, raw inference,
+//! then each concurrency level (a warm-up, then a fixed measured duration). The sequence
+//! runs `rounds` times and each figure keeps its best round, as `twin bench embed` does,
+//! so that other work on a shared machine does not land on one side only.
+//!
+//! Every request carries a real pair of encoded images, cycled through a pool of distinct
+//! pairs; nothing is cached between requests.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use twin_core::config::TwinConfig;
+use twin_embed::bench::RawLane;
+use twin_embed::{ActiveProvider, EmbedError, Embedder, PoolSize};
+use twin_proto::v1 as pb;
+use twin_proto::v1::models_client::ModelsClient;
+use twin_proto::v1::verification_client::VerificationClient;
+
+use crate::metrics::GatewayMetrics;
+use crate::server::{BoundGateway, ServeError};
+use crate::state::{AppState, StartError};
+
+/// Largest gRPC message the benchmark's clients send or accept.
+const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyBenchOptions {
+    /// Concurrent clients, one level after another.
+    pub concurrency: Vec<usize>,
+    /// Measured seconds per concurrency level and per raw figure (after a warm-up).
+    pub seconds: f64,
+    /// Rounds of the whole sequence (raw figures, then every level); each figure keeps
+    /// its best round, so that other work on a shared machine does not favour one side.
+    pub rounds: usize,
+    /// Sent as `authorization: Bearer <key>` (a targeted gateway with api keys).
+    pub api_key: Option<String>,
+}
+
+impl Default for VerifyBenchOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: vec![1, 8, 32, 64],
+            seconds: 5.0,
+            rounds: 3,
+            api_key: None,
+        }
+    }
+}
+
+/// Which gateway takes the load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyTarget {
+    /// Start one in this process from the configuration (its models, embed and gateway
+    /// sections apply), with the embedded store and in-process queue in a temporary
+    /// directory, listening on an ephemeral port of 127.0.0.1.
+    Embedded,
+    /// A running gateway at this URL (http:// or https://).
+    Remote(String),
+}
+
+/// One concurrency level.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LevelFigures {
+    pub concurrency: usize,
+    /// Successful requests in the measured durations (all rounds).
+    pub requests: u64,
+    /// Failed requests in the measured durations (all rounds).
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub pairs_per_s: f64,
+    /// Images per ONNX run in the gateway (embedded target only).
+    pub mean_batch: Option<f64>,
+}
+
+/// The benchmark's figures.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VerifyReport {
+    pub model: String,
+    pub model_trained: bool,
+    pub provider: ActiveProvider,
+    pub pool: PoolSize,
+    pub max_batch: usize,
+    pub max_wait_us: u64,
+    /// "embedded (127.0.0.1:port)" or the targeted URL.
+    pub target: String,
+    pub pairs: usize,
+    pub seconds: f64,
+    pub rounds: usize,
+    /// Median time to decode and preprocess one image, on one thread.
+    pub preprocess_ms: f64,
+    /// Median and 99th percentile of one raw run of a batch of 2.
+    pub raw_b2_ms: f64,
+    pub raw_b2_p99_ms: f64,
+    /// Raw pairs/s at a batch of 64 images (32 pairs per run), every pool session busy.
+    pub raw_b64_pairs_per_s: f64,
+    pub levels: Vec<LevelFigures>,
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("embedding: {0}")]
+    Embed(#[from] EmbedError),
+    #[error("starting the gateway: {0}")]
+    Start(#[from] StartError),
+    #[error("gateway: {0}")]
+    Serve(#[from] ServeError),
+    #[error("{what}: {status}")]
+    Call {
+        what: String,
+        status: Box<tonic::Status>,
+    },
+}
+
+fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> BenchError + '_ {
+    move |e| BenchError::Setup(format!("{what}: {e}"))
+}
+
+impl VerifyReport {
+    pub fn level(&self, concurrency: usize) -> Option<&LevelFigures> {
+        self.levels.iter().find(|l| l.concurrency == concurrency)
+    }
+
+    /// Verify p99 at concurrency 1 / one raw run of a batch of 2 (target ≤ 2).
+    pub fn ratio_p99_c1(&self) -> Option<f64> {
+        ratio(self.level(1)?.p99_ms, self.raw_b2_ms)
+    }
+
+    /// Verify pairs/s at concurrency 32 / raw pairs/s at a batch of 64 (target ≥ 0.8).
+    pub fn ratio_c32(&self) -> Option<f64> {
+        ratio(self.level(32)?.pairs_per_s, self.raw_b64_pairs_per_s)
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "verify benchmark: model {}{}, provider {} ({}), {} session(s) x {} intra-op \
+             thread(s), max_batch {}, max_wait {} us",
+            self.model,
+            if self.model_trained {
+                ""
+            } else {
+                " (UNTRAINED)"
+            },
+            self.provider.name,
+            self.provider.reason,
+            self.pool.sessions,
+            self.pool.intra_threads,
+            self.max_batch,
+            self.max_wait_us,
+        );
+        let _ = writeln!(
+            out,
+            "gateway {}; {} distinct pairs of encoded images; {:.1} s measured per point after \
+             a warm-up, {} round(s), best round per figure",
+            self.target, self.pairs, self.seconds, self.rounds
+        );
+        let _ = writeln!(
+            out,
+            "raw inference (preprocessed tensors): batch of 2 median {:.2} ms (p99 {:.2} ms); \
+             batch of 64 {:.1} pairs/s ({:.1} images/s)",
+            self.raw_b2_ms,
+            self.raw_b2_p99_ms,
+            self.raw_b64_pairs_per_s,
+            self.raw_b64_pairs_per_s * 2.0
+        );
+        let _ = writeln!(
+            out,
+            "preprocess one image (decode, threshold, crop, resize; one thread): median {:.2} ms",
+            self.preprocess_ms
+        );
+        let _ = writeln!(
+            out,
+            "{:>11} | {:>8} | {:>6} | {:>8} | {:>8} | {:>9} | {:>10}",
+            "concurrency", "requests", "errors", "p50 ms", "p99 ms", "pairs/s", "mean batch"
+        );
+        let _ = writeln!(out, "{}", "-".repeat(80));
+        for l in &self.levels {
+            let mean_batch = l
+                .mean_batch
+                .map_or_else(|| "-".to_owned(), |b| format!("{b:.1}"));
+            let _ = writeln!(
+                out,
+                "{:>11} | {:>8} | {:>6} | {:>8.2} | {:>8.2} | {:>9.1} | {:>10}",
+                l.concurrency, l.requests, l.errors, l.p50_ms, l.p99_ms, l.pairs_per_s, mean_batch
+            );
+        }
+        if let Some(r) = self.ratio_p99_c1() {
+            let _ = writeln!(
+                out,
+                "Verify p99 at concurrency 1 / raw batch-of-2 run: {r:.2} (target <= 2): {}",
+                verdict(r <= 2.0)
+            );
+        }
+        if let Some(r) = self.ratio_c32() {
+            let _ = writeln!(
+                out,
+                "Verify pairs/s at concurrency 32 / raw pairs/s at batch 64: {r:.2} (target >= \
+                 0.8): {}",
+                verdict(r >= 0.8)
+            );
+        }
+        out
+    }
+
+    /// The one JSON line every twin benchmark ends with.
+    pub fn json_line(&self) -> String {
+        let mut fields = serde_json::Map::new();
+        fields.insert("bench".into(), "verify".into());
+        fields.insert("model".into(), self.model.clone().into());
+        fields.insert("provider".into(), self.provider.name.into());
+        fields.insert("sessions".into(), self.pool.sessions.into());
+        fields.insert("intra_threads".into(), self.pool.intra_threads.into());
+        fields.insert("target".into(), self.target.clone().into());
+        fields.insert("seconds".into(), self.seconds.into());
+        fields.insert("rounds".into(), self.rounds.into());
+        fields.insert("preprocess_ms".into(), round3(self.preprocess_ms).into());
+        fields.insert("raw_b2_ms".into(), round3(self.raw_b2_ms).into());
+        fields.insert("raw_b2_p99_ms".into(), round3(self.raw_b2_p99_ms).into());
+        fields.insert(
+            "raw_b64_pairs_per_s".into(),
+            round1(self.raw_b64_pairs_per_s).into(),
+        );
+        for l in &self.levels {
+            let c = l.concurrency;
+            fields.insert(format!("p50_ms_c{c}"), round3(l.p50_ms).into());
+            fields.insert(format!("p99_ms_c{c}"), round3(l.p99_ms).into());
+            fields.insert(format!("pairs_per_s_c{c}"), round1(l.pairs_per_s).into());
+            fields.insert(format!("errors_c{c}"), l.errors.into());
+            if let Some(b) = l.mean_batch {
+                fields.insert(format!("mean_batch_c{c}"), round1(b).into());
+            }
+        }
+        if let Some(r) = self.ratio_p99_c1() {
+            fields.insert("ratio_p99_c1".into(), round3(r).into());
+        }
+        if let Some(r) = self.ratio_c32() {
+            fields.insert("ratio_c32".into(), round3(r).into());
+        }
+        serde_json::Value::Object(fields).to_string()
+    }
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+fn ratio(numerator: f64, denominator: f64) -> Option<f64> {
+    (denominator > 0.0).then(|| numerator / denominator)
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// The value at quantile `q` (nearest rank) of sorted durations, in milliseconds.
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1000.0
+}
+
+/// A gateway started by the benchmark, on its own runtime, and how to stop it.
+struct EmbeddedGateway {
+    runtime: tokio::runtime::Runtime,
+    state: AppState,
+    feed: twin_queue::StatusFeed,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<Result<(), ServeError>>,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl EmbeddedGateway {
+    fn start(config: &TwinConfig) -> Result<Self, BenchError> {
+        let dir = tempfile::tempdir().map_err(setup("temporary directory"))?;
+        let mut config = config.clone();
+        config.use_embedded(dir.path());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("twin-bench-gateway")
+            .build()
+            .map_err(setup("the gateway's runtime"))?;
+        let (state, feed) = runtime.block_on(AppState::open(&config))?;
+        let bound = runtime.block_on(BoundGateway::bind("127.0.0.1:0"))?;
+        let addr = bound.addr;
+        let metrics = GatewayMetrics::new().map_err(setup("metrics registry"))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let gateway = config.gateway.clone();
+        let served = state.clone();
+        let serving = runtime.spawn(async move {
+            bound
+                .serve(served, &gateway, metrics, async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Self {
+            runtime,
+            state,
+            feed,
+            stop,
+            serving,
+            addr,
+            _dir: dir,
+        })
+    }
+
+    fn stop(self) -> Result<(), BenchError> {
+        let _ = self.stop.send(());
+        let served = self.runtime.block_on(self.serving);
+        self.runtime.block_on(async {
+            self.feed.stop().await;
+            self.state.queue.close().await;
+        });
+        served.map_err(setup("the gateway task"))??;
+        Ok(())
+    }
+}
+
+/// Runs the benchmark with `pairs` (encoded images) on the model `config.models`
+/// names first. Creates its own runtimes: call it from synchronous code.
+pub fn run_verify_bench(
+    config: &TwinConfig,
+    target: &VerifyTarget,
+    pairs: &[(Vec<u8>, Vec<u8>)],
+    options: &VerifyBenchOptions,
+) -> Result<VerifyReport, BenchError> {
+    if pairs.is_empty() {
+        return Err(BenchError::Setup("no image pairs to send".into()));
+    }
+    let seconds = Duration::from_secs_f64(options.seconds.max(0.1));
+    let warmup = Duration::from_secs_f64((options.seconds / 5.0).clamp(0.2, 2.0));
+
+    let gateway = match target {
+        VerifyTarget::Embedded => Some(EmbeddedGateway::start(config)?),
+        VerifyTarget::Remote(_) => None,
+    };
+    // The raw lane runs the gateway's own model when the gateway is here, else the same
+    // model directory loaded locally.
+    let embedder = match &gateway {
+        Some(g) => g.state.models.default_model().clone(),
+        None => load_local(config)?,
+    };
+    let (addr, target_name) = match (&gateway, target) {
+        (Some(g), _) => (
+            format!("http://{}", g.addr),
+            format!("embedded ({})", g.addr),
+        ),
+        (None, VerifyTarget::Remote(url)) => (url.clone(), url.clone()),
+        (None, VerifyTarget::Embedded) => {
+            return Err(BenchError::Setup("no gateway to measure".into()))
+        }
+    };
+    let tensors = pairs
+        .iter()
+        .map(|(a, b)| Ok((embedder.preprocess(a)?, embedder.preprocess(b)?)))
+        .collect::<Result<Vec<_>, twin_core::preprocess::PreprocessError>>()
+        .map_err(EmbedError::Preprocess)?;
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("twin-bench-client")
+        .build()
+        .map_err(setup("the clients' runtime"))?;
+    let max_clients = options.concurrency.iter().copied().max().unwrap_or(1);
+    let load = clients.block_on(LoadGenerator::connect(
+        &addr,
+        &embedder,
+        pairs,
+        options.api_key.as_deref(),
+        max_clients,
+    ))?;
+    // The embedder's counters are the gateway's only when it runs in this process.
+    let counters = gateway.as_ref().map(|_| &embedder);
+
+    // Rounds of: preprocessing and raw inference alone, then the load level after
+    // level. Each figure keeps its best round, so that a burst of other work on a
+    // shared machine does not land on one side only.
+    let mut preprocess_ms = f64::INFINITY;
+    let mut raw: Option<RawFigures> = None;
+    let mut levels: Vec<LevelFigures> = Vec::new();
+    for round in 1..=options.rounds.max(1) {
+        preprocess_ms = preprocess_ms.min(median_preprocess_ms(
+            &embedder,
+            pairs,
+            seconds.min(Duration::from_secs(2)),
+        )?);
+        let measured = measure_raw(&embedder, &tensors, warmup, seconds)?;
+        tracing::info!(
+            round,
+            preprocess_ms,
+            raw_b2_ms = measured.b2_ms,
+            raw_b64_pairs_per_s = measured.b64_pairs_per_s,
+            "verify bench raw figures"
+        );
+        raw = Some(match raw {
+            None => measured,
+            Some(best) => best.best_with(measured),
+        });
+        for &concurrency in &options.concurrency {
+            let figures =
+                clients.block_on(load.level(concurrency.max(1), counters, warmup, seconds))?;
+            tracing::info!(
+                round,
+                concurrency = figures.concurrency,
+                requests = figures.requests,
+                errors = figures.errors,
+                p50_ms = figures.p50_ms,
+                p99_ms = figures.p99_ms,
+                pairs_per_s = figures.pairs_per_s,
+                "verify bench level"
+            );
+            match levels
+                .iter_mut()
+                .find(|l| l.concurrency == figures.concurrency)
+            {
+                Some(best) => best.merge(figures),
+                None => levels.push(figures),
+            }
+        }
+    }
+    drop(load);
+    drop(clients);
+    if let Some(gateway) = gateway {
+        gateway.stop()?;
+    }
+    let raw = raw.ok_or_else(|| BenchError::Setup("no round was measured".into()))?;
+
+    Ok(VerifyReport {
+        model: embedder.manifest().name.clone(),
+        model_trained: embedder.manifest().trained,
+        provider: embedder.provider().clone(),
+        pool: embedder.pool(),
+        max_batch: embedder.max_batch(),
+        max_wait_us: embedder.config().max_wait_us,
+        target: target_name,
+        pairs: pairs.len(),
+        seconds: options.seconds,
+        rounds: options.rounds.max(1),
+        preprocess_ms,
+        raw_b2_ms: raw.b2_ms,
+        raw_b2_p99_ms: raw.b2_p99_ms,
+        raw_b64_pairs_per_s: raw.b64_pairs_per_s,
+        levels,
+    })
+}
+
+impl LevelFigures {
+    /// Keeps the best of two rounds figure by figure; counts add up.
+    fn merge(&mut self, other: LevelFigures) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.p50_ms = self.p50_ms.min(other.p50_ms);
+        self.p99_ms = self.p99_ms.min(other.p99_ms);
+        if other.pairs_per_s > self.pairs_per_s {
+            self.pairs_per_s = other.pairs_per_s;
+            self.mean_batch = other.mean_batch;
+        }
+    }
+}
+
+fn load_local(config: &TwinConfig) -> Result<Embedder, BenchError> {
+    let dir = config
+        .models
+        .dirs
+        .first()
+        .ok_or_else(|| BenchError::Setup("no model directory configured".into()))?;
+    Ok(Embedder::load(dir, &config.embed)?)
+}
+
+/// Median time of one image's preprocessing on this thread, over the pool, for about
+/// `duration`.
+fn median_preprocess_ms(
+    embedder: &Embedder,
+    pairs: &[(Vec<u8>, Vec<u8>)],
+    duration: Duration,
+) -> Result<f64, BenchError> {
+    let deadline = Instant::now() + duration;
+    let mut times = Vec::new();
+    for (a, _) in pairs.iter().cycle() {
+        let started = Instant::now();
+        embedder.preprocess(a).map_err(EmbedError::Preprocess)?;
+        times.push(started.elapsed());
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    times.sort_unstable();
+    Ok(quantile_ms(&times, 0.5))
+}
+
+struct RawFigures {
+    b2_ms: f64,
+    b2_p99_ms: f64,
+    b64_pairs_per_s: f64,
+}
+
+impl RawFigures {
+    fn best_with(self, other: RawFigures) -> RawFigures {
+        RawFigures {
+            b2_ms: self.b2_ms.min(other.b2_ms),
+            b2_p99_ms: self.b2_p99_ms.min(other.b2_p99_ms),
+            b64_pairs_per_s: self.b64_pairs_per_s.max(other.b64_pairs_per_s),
+        }
+    }
+}
+
+/// One run of a pair (batch of 2), and pairs/s at a batch of 64, on a raw lane made
+/// for this round (its sessions and threads are gone before the load starts).
+fn measure_raw(
+    embedder: &Embedder,
+    tensors: &[(Vec<f32>, Vec<f32>)],
+    warmup: Duration,
+    duration: Duration,
+) -> Result<RawFigures, BenchError> {
+    let mut lane = RawLane::new(embedder)?;
+    let (a, b) = &tensors[0];
+    let pair = [a.as_slice(), b.as_slice()].concat();
+    lane.run_times(&pair, 2, warmup)?;
+    let mut times = lane.run_times(&pair, 2, duration)?;
+    times.sort_unstable();
+
+    let batch: Vec<f32> = tensors
+        .iter()
+        .cycle()
+        .take(32)
+        .flat_map(|(a, b)| a.iter().chain(b).copied())
+        .collect();
+    lane.images_per_second(&batch, 64, warmup)?;
+    let images_per_s = lane.images_per_second(&batch, 64, duration)?;
+    Ok(RawFigures {
+        b2_ms: quantile_ms(&times, 0.5),
+        b2_p99_ms: quantile_ms(&times, 0.99),
+        b64_pairs_per_s: images_per_s / 2.0,
+    })
+}
+
+/// What one client task saw.
+#[derive(Default)]
+struct ClientTally {
+    latencies: Vec<Duration>,
+    errors: u64,
+    first_error: Option<tonic::Status>,
+}
+
+async fn connect(addr: &str) -> Result<Channel, BenchError> {
+    Endpoint::from_shared(addr.to_owned())
+        .map_err(setup("invalid gateway address"))?
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| BenchError::Setup(format!("cannot connect to the gateway at {addr}: {e}")))
+}
+
+/// Clients, one connection each, and the requests they cycle through.
+struct LoadGenerator {
+    channels: Vec<Channel>,
+    requests: Arc<[pb::VerifyRequest]>,
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+impl LoadGenerator {
+    /// Connects `max concurrency` clients to `addr` and checks that the gateway serves
+    /// the embedder's very model (requests name it by id).
+    async fn connect(
+        addr: &str,
+        embedder: &Embedder,
+        pairs: &[(Vec<u8>, Vec<u8>)],
+        api_key: Option<&str>,
+        max_clients: usize,
+    ) -> Result<Self, BenchError> {
+        let authorization = match api_key.filter(|k| !k.is_empty()) {
+            Some(key) => Some(
+                MetadataValue::<Ascii>::try_from(format!("Bearer {key}"))
+                    .map_err(setup("invalid api key"))?,
+            ),
+            None => None,
+        };
+        let model_id = embedder.manifest().id.clone();
+        let mut models = ModelsClient::new(connect(addr).await?);
+        let mut request = tonic::Request::new(pb::GetModelRequest {
+            model: model_id.clone(),
+        });
+        if let Some(value) = &authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        models
+            .get_model(request)
+            .await
+            .map_err(|status| BenchError::Call {
+                what: format!(
+                    "the gateway at {addr} does not serve model {} ({model_id})",
+                    embedder.manifest().name
+                ),
+                status: Box::new(status),
+            })?;
+        let requests: Arc<[pb::VerifyRequest]> = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (a, b))| pb::VerifyRequest {
+                a: Some(pb::Image {
+                    data: a.clone(),
+                    source: format!("bench-pair-{i}-a"),
+                }),
+                b: Some(pb::Image {
+                    data: b.clone(),
+                    source: format!("bench-pair-{i}-b"),
+                }),
+                model: model_id.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let mut channels = Vec::with_capacity(max_clients);
+        for _ in 0..max_clients.max(1) {
+            channels.push(connect(addr).await?);
+        }
+        Ok(Self {
+            channels,
+            requests,
+            authorization,
+        })
+    }
+
+    /// One level: `concurrency` clients send Verify back to back, a warm-up, then the
+    /// measured `duration`. `counters`: the gateway's embedder when it runs here.
+    async fn level(
+        &self,
+        concurrency: usize,
+        counters: Option<&Embedder>,
+        warmup: Duration,
+        duration: Duration,
+    ) -> Result<LevelFigures, BenchError> {
+        self.run_clients(concurrency, warmup).await?;
+        let before = counters.map(Embedder::stats);
+        let (tallies, elapsed) = self.run_clients(concurrency, duration).await?;
+        let after = counters.map(Embedder::stats);
+        let mut latencies: Vec<Duration> = Vec::new();
+        let mut errors = 0;
+        let mut first_error = None;
+        for tally in tallies {
+            latencies.extend(tally.latencies);
+            errors += tally.errors;
+            first_error = first_error.or(tally.first_error);
+        }
+        if latencies.is_empty() {
+            return Err(BenchError::Call {
+                what: format!("every Verify at concurrency {concurrency} failed"),
+                status: Box::new(
+                    first_error.unwrap_or_else(|| tonic::Status::unknown("no request finished")),
+                ),
+            });
+        }
+        if let Some(status) = &first_error {
+            tracing::warn!(concurrency, errors, code = ?status.code(), message = status.message(), "some Verify calls failed");
+        }
+        latencies.sort_unstable();
+        let mean_batch = match (before, after) {
+            (Some(before), Some(after)) if after.batches > before.batches => Some(
+                after.images.saturating_sub(before.images) as f64
+                    / (after.batches - before.batches) as f64,
+            ),
+            _ => None,
+        };
+        Ok(LevelFigures {
+            concurrency,
+            requests: latencies.len() as u64,
+            errors,
+            p50_ms: quantile_ms(&latencies, 0.5),
+            p99_ms: quantile_ms(&latencies, 0.99),
+            pairs_per_s: latencies.len() as f64 / elapsed.as_secs_f64(),
+            mean_batch,
+        })
+    }
+
+    /// `concurrency` tasks, one per connection, send Verify back to back until
+    /// `duration` has passed, each starting at a different pair. Returns the tallies and
+    /// the wall time until the last in-flight call finished.
+    async fn run_clients(
+        &self,
+        concurrency: usize,
+        duration: Duration,
+    ) -> Result<(Vec<ClientTally>, Duration), BenchError> {
+        let started = Instant::now();
+        let deadline = started + duration;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, channel) in self.channels.iter().cycle().take(concurrency).enumerate() {
+            let mut client = VerificationClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            let requests = Arc::clone(&self.requests);
+            let authorization = self.authorization.clone();
+            tasks.spawn(async move {
+                let mut tally = ClientTally::default();
+                let mut next = index * 7;
+                while Instant::now() < deadline {
+                    let message = requests[next % requests.len()].clone();
+                    next += 1;
+                    let mut request = tonic::Request::new(message);
+                    if let Some(value) = &authorization {
+                        request
+                            .metadata_mut()
+                            .insert("authorization", value.clone());
+                    }
+                    request.set_timeout(Duration::from_secs(60));
+                    let sent = Instant::now();
+                    match client.verify(request).await {
+                        Ok(_) => tally.latencies.push(sent.elapsed()),
+                        Err(status) => {
+                            tally.errors += 1;
+                            tally.first_error.get_or_insert(status);
+                        }
+                    }
+                }
+                tally
+            });
+        }
+        let mut tallies = Vec::with_capacity(concurrency);
+        while let Some(joined) = tasks.join_next().await {
+            tallies.push(joined.map_err(setup("a benchmark client"))?);
+        }
+        Ok((tallies, started.elapsed()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_nearest_rank() {
+        let ms = |v: u64| Duration::from_millis(v);
+        let sorted: Vec<Duration> = (1..=100).map(ms).collect();
+        assert_eq!(quantile_ms(&sorted, 0.5), 50.0);
+        assert_eq!(quantile_ms(&sorted, 0.99), 99.0);
+        assert_eq!(quantile_ms(&sorted[..1], 0.99), 1.0);
+        assert_eq!(quantile_ms(&[], 0.5), 0.0);
+    }
+}

@@ -1,0 +1,134 @@
+//! One `twin serve` process serving the two shipped, unrelated models side by side
+//! (signatures and Omniglot characters): requests pick a model by name, each answer is
+//! made by that model under its own calibrated threshold.
+
+use std::time::Duration;
+
+use tonic::Request;
+use twin_core::manifest::ModelManifest;
+use twin_proto::v1 as pb;
+use twin_proto::v1::models_client::ModelsClient;
+use twin_proto::v1::verification_client::VerificationClient;
+use twin_tests::{bin, channel, genuine, repo_root, TwinProcess};
+
+fn request<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(Duration::from_secs(60));
+    request
+}
+
+fn verify(model: &str, a: &[u8], b: &[u8]) -> pb::VerifyRequest {
+    let image = |data: &[u8]| {
+        Some(pb::Image {
+            data: data.to_vec(),
+            source: String::new(),
+        })
+    };
+    pb::VerifyRequest {
+        a: image(a),
+        b: image(b),
+        model: model.to_owned(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn requests_choose_between_the_shipped_signature_and_omniglot_models() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let models = ["signature-v1", "omniglot-v1"].map(|name| repo_root().join("models").join(name));
+    let manifests = models
+        .clone()
+        .map(|dir| ModelManifest::load(&dir).expect("shipped manifest"));
+    let data = dir.path().join("data");
+    let mut args = vec![
+        "serve".to_owned(),
+        "--addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--data-dir".to_owned(),
+        data.display().to_string(),
+    ];
+    for model in &models {
+        args.extend(["--model".to_owned(), model.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env = [("TWIN_GATEWAY__METRICS_ADDR", String::new())];
+    let serve = TwinProcess::start(
+        &bin("twin"),
+        &args,
+        &env,
+        "twin serving on ",
+        dir.path().join("serve.log"),
+    )
+    .await;
+    let channel = channel(&serve.url()).await;
+
+    let listed = ModelsClient::new(channel.clone())
+        .list_models(request(pb::ListModelsRequest {}))
+        .await
+        .expect("list models")
+        .into_inner();
+    assert_eq!(listed.default_model, "signature-v1", "the first --model");
+    for manifest in &manifests {
+        let model = listed
+            .models
+            .iter()
+            .find(|m| m.name == manifest.name)
+            .unwrap_or_else(|| panic!("{} is not listed: {listed:?}", manifest.name));
+        assert_eq!(model.id, manifest.id);
+        let shape = [
+            -1,
+            i64::from(manifest.input.channels),
+            i64::from(manifest.input.height),
+            i64::from(manifest.input.width),
+        ];
+        assert_eq!(model.input_shape, shape, "{}", manifest.name);
+    }
+
+    let mut verification = VerificationClient::new(channel);
+    let (a, b) = (genuine(1, 1), genuine(2, 1));
+    for manifest in &manifests {
+        let default_threshold = manifest
+            .operating_points
+            .iter()
+            .find(|p| p.target_far == manifest.default_target_far)
+            .expect("a calibrated default operating point")
+            .threshold;
+        let same = verification
+            .verify(request(verify(&manifest.name, &a, &a)))
+            .await
+            .expect("verify an image with itself")
+            .into_inner();
+        let audit = same.audit.as_ref().expect("audit record");
+        assert_eq!(
+            audit.model_name,
+            format!("{}-{}", manifest.name, manifest.version)
+        );
+        assert_eq!(audit.model_id, manifest.id);
+        assert!(
+            (audit.threshold - default_threshold).abs() < 1e-6,
+            "{}: threshold {} is not the model's own {default_threshold}",
+            manifest.name,
+            audit.threshold
+        );
+        assert!(same.r#match && same.score > 0.999, "{same:?}");
+
+        let different = verification
+            .verify(request(verify(&manifest.name, &a, &b)))
+            .await
+            .expect("verify two writers")
+            .into_inner();
+        assert!(
+            different.score < same.score,
+            "{}: two writers score {} vs {} for one image with itself",
+            manifest.name,
+            different.score,
+            same.score
+        );
+    }
+
+    let unknown = verification
+        .verify(request(verify("no-such-model", &a, &b)))
+        .await
+        .expect_err("unknown model");
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+}
