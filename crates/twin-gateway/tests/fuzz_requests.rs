@@ -256,9 +256,9 @@ enum ImageCase {
     },
 }
 
-/// Whether an image is accepted: Some(valid?) when certain, None when it may go
-/// either way (a mangled byte may land where the decoder does not look).
 impl ImageCase {
+    /// Whether the image is accepted: `Some(valid)` when certain, `None` when it may go
+    /// either way (a mangled byte may land where the decoder does not look).
     fn validity(&self) -> Option<bool> {
         match self {
             ImageCase::Valid(_) => Some(true),

@@ -49,7 +49,7 @@ pub struct VerifyArgs {
     /// Seconds measured per level and per raw figure (after a warm-up).
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
-    /// Rounds of raw figures then every level; each figure keeps its best round.
+    /// Rounds of raw figures, every level, raw figures again; each figure keeps its best.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Distinct image pairs the clients cycle through (signature-sized synthetic PNGs).
