@@ -122,12 +122,7 @@ impl BenchReport {
 
     /// The one JSON line every twin benchmark ends with.
     pub fn json_line(&self) -> String {
-        let mut fields = serde_json::Map::new();
-        fields.insert("bench".into(), "embed".into());
-        fields.insert("model".into(), self.model.clone().into());
-        fields.insert("provider".into(), self.provider.name.into());
-        fields.insert("sessions".into(), self.pool.sessions.into());
-        fields.insert("intra_threads".into(), self.pool.intra_threads.into());
+        let mut fields = json_fields("embed", &self.model, &self.provider, &self.pool);
         fields.insert("max_batch".into(), self.max_batch.into());
         for r in &self.rows {
             fields.insert(format!("raw_b{}_ips", r.size), round1(r.raw_ips).into());
@@ -215,6 +210,23 @@ pub fn run_embed_bench(
         rounds,
         rows,
     })
+}
+
+/// The fields an inference benchmark's JSON line starts with: which benchmark, model,
+/// provider and session pool the figures belong to.
+pub fn json_fields(
+    bench: &str,
+    model: &str,
+    provider: &ActiveProvider,
+    pool: &PoolSize,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("bench".into(), bench.into());
+    fields.insert("model".into(), model.into());
+    fields.insert("provider".into(), provider.name.into());
+    fields.insert("sessions".into(), pool.sessions.into());
+    fields.insert("intra_threads".into(), pool.intra_threads.into());
+    fields
 }
 
 /// The raw baseline: standalone sessions of the embedder's model (as many as its pool,

@@ -225,12 +225,8 @@ impl VerifyReport {
 
     /// The one JSON line every twin benchmark ends with.
     pub fn json_line(&self) -> String {
-        let mut fields = serde_json::Map::new();
-        fields.insert("bench".into(), "verify".into());
-        fields.insert("model".into(), self.model.clone().into());
-        fields.insert("provider".into(), self.provider.name.into());
-        fields.insert("sessions".into(), self.pool.sessions.into());
-        fields.insert("intra_threads".into(), self.pool.intra_threads.into());
+        let mut fields =
+            twin_embed::bench::json_fields("verify", &self.model, &self.provider, &self.pool);
         fields.insert("target".into(), self.target.clone().into());
         fields.insert("seconds".into(), self.seconds.into());
         fields.insert("rounds".into(), self.rounds.into());
