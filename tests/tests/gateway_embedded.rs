@@ -645,3 +645,105 @@ async fn every_bad_input_class_is_invalid_argument_with_a_reason() {
     assert!(serve.process.log_text().contains("gateway serving"));
     assert!(!serve.process.log_text().contains("panicked"));
 }
+
+/// GET `path` from a plain HTTP/1.0 endpoint; the whole response as text.
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("metrics endpoint");
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response");
+    response
+}
+
+/// The value of the sample whose line starts with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_code_and_embedding_runs_by_lane() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let serve = serve(&[("TWIN_GATEWAY__METRICS_ADDR", metrics_addr.clone())]).await;
+    let mut verification = VerificationClient::new(channel(&serve.process.url()).await);
+    // One caller at a time: every pair is one express run of 2 images.
+    for index in 0..3 {
+        verification
+            .verify(authed(
+                pb::VerifyRequest {
+                    a: image(genuine(0, index)),
+                    b: image(genuine(1, index)),
+                    ..Default::default()
+                },
+                READ_KEY,
+            ))
+            .await
+            .expect("verify");
+    }
+    let bad = verification
+        .verify(authed(
+            pb::VerifyRequest {
+                a: image(b"not an image".to_vec()),
+                b: image(genuine(1, 0)),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect_err("bad image");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    let text = http_get(&metrics_addr, "/metrics").await;
+    let verify = "method=\"/twin.v1.Verification/Verify\"";
+    let requests = |code: &str| {
+        sample(
+            &text,
+            &format!("twin_gateway_requests_total{{code=\"{code}\",{verify}}}"),
+        )
+    };
+    assert_eq!(requests("OK"), Some(3.0), "{text}");
+    assert_eq!(requests("INVALID_ARGUMENT"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "twin_gateway_execution_provider{provider=\"cpu\"}"),
+        Some(1.0)
+    );
+    let model = "model=\"signature-dev\"";
+    assert_eq!(
+        sample(
+            &text,
+            &format!("twin_gateway_embed_runs_total{{lane=\"express\",{model},outcome=\"ok\"}}")
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    // Three runs of exactly two images: all in the `le="2"` bucket, none in `le="1"`.
+    let bucket = |le: &str| {
+        sample(
+            &text,
+            &format!("twin_gateway_embed_batch_size_bucket{{{model},le=\"{le}\"}}"),
+        )
+    };
+    assert_eq!(bucket("1"), Some(0.0), "{text}");
+    assert_eq!(bucket("2"), Some(3.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            &format!("twin_gateway_embed_batch_size_sum{{{model}}}")
+        ),
+        Some(6.0)
+    );
+}

@@ -104,6 +104,24 @@ def test_training_is_reproducible(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_ema_weights_are_what_is_saved(tmp_path):
+    prefix = tmp_path / "cache"
+    fake_cache(prefix)
+    args = ["--cache", str(prefix), "--train-writers", "1-6", "--val-writers", "7-8", "--epochs", "1",
+            "--steps-per-epoch", "3", "--writers-per-batch", "4", "--genuine-per-writer", "3",
+            "--widths", "8,8,8,8", "--grid", "1,2", "--device", "cpu", "--threads", "1", "--seed", "3"]
+    train.main(args + ["--out", str(tmp_path / "raw")])
+    train.main(args + ["--out", str(tmp_path / "ema"), "--ema", "0.5"])
+    raw = torch.load(tmp_path / "raw/last.pt", weights_only=False)["state"]
+    ema = torch.load(tmp_path / "ema/last.pt", weights_only=False)["state"]
+    assert raw.keys() == ema.keys()
+    # same training trajectory, so the saved weights differ only by the averaging
+    moved = [k for k in raw if raw[k].is_floating_point() and not torch.equal(raw[k], ema[k])]
+    assert "fc.weight" in moved
+    with pytest.raises(SystemExit, match="decay"):
+        train.main(args + ["--out", str(tmp_path / "bad"), "--ema", "1.5"])
+
+
 def twin_binary():
     path = Path(os.environ.get("TWIN_BIN", REPO / "target/debug/twin"))
     return path if path.is_file() else None

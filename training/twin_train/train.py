@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import cache as cache_mod
 from . import omniglot
@@ -76,6 +77,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
     p.add_argument("--eval-every", type=int, default=1)
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights (and BatchNorm statistics) with this "
+                        "decay per step; validation, checkpoints and export then use the average (0: off)")
     return p.parse_args(argv)
 
 
@@ -207,6 +211,15 @@ def main(argv=None):
         config = {"arch": "conv4", "channels": c.input["channels"], "widths": config["widths"][:1], "blocks": 4,
                   "dim": args.dim, "dropout": args.dropout, "side": c.input["height"]}
     model = build(config).to(device)
+    # The averaged weights are what validation sees and what ships: with ~10 validation writers
+    # the best single epoch is a noisy pick, and an average over the last few hundred steps
+    # moves less between epochs than the raw weights do.
+    ema = None
+    if args.ema:
+        if not 0.0 < args.ema < 1.0:
+            raise SystemExit(f"--ema is a decay per step in (0, 1), got {args.ema}")
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
+    evaluated = model if ema is None else ema.module
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     total = args.epochs * steps
     warm = int(args.warmup_epochs * steps)
@@ -266,16 +279,18 @@ def main(argv=None):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             losses.append(loss.item())
             active.append(info["active"])
             step += 1
         rec = {"epoch": epoch, "loss": float(np.mean(losses)), "active": float(np.mean(active)), "lr": lr_at(step - 1)}
         if len(val_idx) and (epoch % args.eval_every == 0 or epoch == args.epochs):
             if val_eps is not None:
-                emb_val = torch_embed_device(model, c.x[val_idx], device)
+                emb_val = torch_embed_device(evaluated, c.x[val_idx], device)
                 rec["val_oneshot"] = omniglot.oneshot_accuracy(emb_val, val_eps, {int(i): j for j, i in enumerate(val_idx)})
             else:
-                rec.update(validate(model, c.x, c.samples, val_idx, device))
+                rec.update(validate(evaluated, c.x, c.samples, val_idx, device))
         rec["epoch_s"] = time.time() - t0
         rec["wall_s"] = time.time() - wall0
         rec["cpu_s"] = time.process_time() - cpu0
@@ -289,7 +304,7 @@ def main(argv=None):
             f"{rec['epoch_s']:.0f}s (wall {rec['wall_s']:.0f}s, cpu {rec['cpu_s']:.0f}s)",
             flush=True,
         )
-        ckpt = {"state": model.state_dict(), "epoch": epoch, "record": rec, **meta}
+        ckpt = {"state": evaluated.state_dict(), "epoch": epoch, "record": rec, **meta}
         torch.save(ckpt, out / "last.pt")
         score = -rec["val_oneshot"] if "val_oneshot" in rec else rec.get("val_eer_skilled", -epoch)
         if score <= best:

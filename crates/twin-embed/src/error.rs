@@ -44,6 +44,20 @@ pub enum EmbedError {
     Closed,
 }
 
+/// Why [`crate::Embedder::embed_encoded`] failed: one of the images (by position), or the
+/// run itself.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EncodedError {
+    #[error("image {index}: {source}")]
+    Image {
+        index: usize,
+        #[source]
+        source: PreprocessError,
+    },
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+}
+
 fn display_paths(paths: &[PathBuf]) -> String {
     paths
         .iter()

@@ -31,8 +31,8 @@ use twin_core::config::EmbedConfig;
 use twin_core::manifest::ModelManifest;
 use twin_core::preprocess::{preprocess_image, ImageLimits, PreprocessError};
 
-pub use batcher::BatcherStats;
-pub use error::EmbedError;
+pub use batcher::{BatchObserver, BatchRun, BatcherStats};
+pub use error::{EmbedError, EncodedError};
 pub use model::ModelFiles;
 pub use registry::ModelRegistry;
 pub use session::{ActiveProvider, ModelSession, PoolSize};
@@ -161,6 +161,12 @@ impl Embedder {
         self.inner.batcher.max_batch()
     }
 
+    /// Sets the function told of every ONNX run of this model (metrics); false when one
+    /// was set already (the first stays).
+    pub fn observe_runs(&self, observer: BatchObserver) -> bool {
+        self.inner.batcher.observe(observer)
+    }
+
     pub fn stats(&self) -> BatcherStats {
         self.inner.batcher.stats()
     }
@@ -229,6 +235,85 @@ impl Embedder {
         single(self.embed_together(vec![tensor]).await)
     }
 
+    /// Decodes, preprocesses and embeds encoded images as ONE job, in order (a
+    /// verification pair, a probe). A caller that finds the batcher idle does all of it
+    /// on its own thread, in tokio's `block_in_place`: the express lane, with no hand-off
+    /// to another thread that would have to be woken (see the batcher). Otherwise the
+    /// images are preprocessed on the blocking pool and join the micro-batcher's queue.
+    /// Must be called within a tokio runtime.
+    pub async fn embed_encoded(&self, images: Vec<Vec<u8>>) -> Result<Vec<Vec<f32>>, EncodedError> {
+        self.check_job_size(images.len())?;
+        if self.inner.batcher.is_idle() && on_multi_thread_runtime() {
+            return tokio::task::block_in_place(|| self.embed_encoded_here(&images));
+        }
+        // One blocking task for the job's images: under load, parallelism comes from the
+        // many concurrent jobs, and every extra task is one more thread to wake.
+        let this = self.clone();
+        let tensors = tokio::task::spawn_blocking(move || this.preprocess_job(&images))
+            .await
+            .map_err(|e| EmbedError::Inference(format!("preprocessing task failed: {e}")))??;
+        Ok(self.embed_together(tensors).await?)
+    }
+
+    fn preprocess_job(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, EncodedError> {
+        images
+            .iter()
+            .enumerate()
+            .map(|(index, image)| {
+                self.preprocess(image)
+                    .map_err(|source| EncodedError::Image { index, source })
+            })
+            .collect()
+    }
+
+    /// [`Embedder::embed_encoded`] on this thread: preprocessing, then the express lane
+    /// if it is still free, else the queue (waiting here).
+    fn embed_encoded_here(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, EncodedError> {
+        let stacked = self.preprocess_job(images)?.concat();
+        let count = images.len();
+        if let Some(result) = self.inner.batcher.run_express(&stacked, count) {
+            return Ok(result?);
+        }
+        Ok(self.submit_and_wait(stacked, count)?)
+    }
+
+    fn check_job_size(&self, count: usize) -> Result<(), EmbedError> {
+        if count == 0 || count > self.max_batch() {
+            return Err(EmbedError::InvalidInput(format!(
+                "{count} images in one job; 1 to {} allowed",
+                self.max_batch()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Queues one job and blocks this thread until it is answered.
+    fn submit_and_wait(
+        &self,
+        tensors: Vec<f32>,
+        count: usize,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.submit_blocking(tensors, count)
+            .recv()
+            .map_err(|_| EmbedError::Closed)?
+    }
+
+    fn submit_blocking(
+        &self,
+        tensors: Vec<f32>,
+        count: usize,
+    ) -> std::sync::mpsc::Receiver<Result<Vec<Vec<f32>>, EmbedError>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.inner.batcher.submit(
+            tensors,
+            count,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        );
+        rx
+    }
+
     /// Embeds preprocessed images as ONE batcher job, in order: they share one ONNX run
     /// (with whatever other callers' images fit beside them), so a caller with several
     /// images (a verification pair) waits for one run, not one per image, and never
@@ -238,12 +323,7 @@ impl Embedder {
         tensors: Vec<Vec<f32>>,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let count = tensors.len();
-        if count == 0 || count > self.max_batch() {
-            return Err(EmbedError::InvalidInput(format!(
-                "{count} images in one job; 1 to {} allowed",
-                self.max_batch()
-            )));
-        }
+        self.check_job_size(count)?;
         for tensor in &tensors {
             self.check_len(tensor)?;
         }
@@ -263,21 +343,14 @@ impl Embedder {
         rx.await.map_err(|_| EmbedError::Closed)?
     }
 
-    /// [`Embedder::preprocess`] on the blocking pool, off the async executor. Must be
-    /// called within a tokio runtime.
-    pub async fn preprocess_async(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.preprocess(&image))
-            .await
-            .map_err(|e| EmbedError::Inference(format!("preprocessing task failed: {e}")))?
-            .map_err(EmbedError::from)
-    }
-
-    /// Preprocesses an encoded image on the blocking pool, then embeds it. A bad image
-    /// fails here, alone. Must be called within a tokio runtime.
+    /// Decodes, preprocesses and embeds one encoded image ([`Embedder::embed_encoded`]);
+    /// a bad image fails here, alone. Must be called within a tokio runtime.
     pub async fn embed_image(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
-        let tensor = self.preprocess_async(image).await?;
-        self.embed(tensor).await
+        let embedded = self.embed_encoded(vec![image]).await.map_err(|e| match e {
+            EncodedError::Image { source, .. } => EmbedError::Preprocess(source),
+            EncodedError::Embed(e) => e,
+        });
+        single(embedded)
     }
 
     /// Embeds preprocessed images synchronously, in order, through the same batcher and
@@ -287,18 +360,10 @@ impl Embedder {
         for tensor in tensors {
             self.check_len(tensor)?;
         }
-        let mut pending = Vec::new();
-        for chunk in tensors.chunks(self.max_batch()) {
-            let (tx, rx) = std::sync::mpsc::channel();
-            self.inner.batcher.submit(
-                chunk.concat(),
-                chunk.len(),
-                Box::new(move |result| {
-                    let _ = tx.send(result);
-                }),
-            );
-            pending.push(rx);
-        }
+        let pending: Vec<_> = tensors
+            .chunks(self.max_batch())
+            .map(|chunk| self.submit_blocking(chunk.concat(), chunk.len()))
+            .collect();
         let mut out = Vec::with_capacity(tensors.len());
         for rx in pending {
             out.extend(rx.recv().map_err(|_| EmbedError::Closed)??);
@@ -326,6 +391,13 @@ impl Embedder {
     pub fn config(&self) -> &EmbedConfig {
         &self.inner.config
     }
+}
+
+/// `block_in_place` needs tokio's multi-thread runtime (it panics on a current-thread one,
+/// as `#[tokio::test]` starts by default).
+fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 fn single(result: Result<Vec<Vec<f32>>, EmbedError>) -> Result<Vec<f32>, EmbedError> {

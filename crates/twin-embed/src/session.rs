@@ -181,9 +181,10 @@ impl ModelSession {
 
 /// Session options shared by every provider. Intra-op threads do not spin while they
 /// wait for work: twin decodes and preprocesses images on the same cores (gateway
-/// requests, worker batches) and a spinning ONNX Runtime thread takes a core from them
-/// between and after runs (measured: about a fifth of the gateway's CPU time under
-/// `twin bench verify`).
+/// requests, worker batches), and a spinning ONNX Runtime worker holds a core between
+/// runs (measured under `twin bench verify` at concurrency 1 on 2 cores: the worker
+/// thread used 98 % of a core with spinning, 54 % without, the difference being time
+/// the requests' preprocessing waited for).
 fn builder(runtime: &Runtime, intra_threads: usize) -> Result<SessionBuilder, EmbedError> {
     let session_error = |e: String| EmbedError::Session(e);
     Session::builder(&runtime.environment)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use twin_core::config::{EmbedConfig, ProviderChoice};
 use twin_core::manifest::ModelManifest;
-use twin_embed::{EmbedError, Embedder};
+use twin_embed::{EmbedError, Embedder, EncodedError};
 
 /// Golden outputs must match onnxruntime-Python this closely.
 const TOLERANCE: f32 = 1e-5;
@@ -161,6 +161,62 @@ where
         out.push(handle.await.expect("task"));
     }
     out
+}
+
+#[test]
+fn a_lone_caller_takes_the_express_lane_with_the_same_embeddings() {
+    let embedder = cpu_embedder();
+    let names = golden_images();
+    let images: Vec<Vec<u8>> = names[..2]
+        .iter()
+        .map(|n| std::fs::read(golden().join("images").join(n)).expect("image"))
+        .collect();
+    let tensors: Vec<Vec<f32>> = images
+        .iter()
+        .map(|i| embedder.preprocess(i).expect("preprocess"))
+        .collect();
+    let through_queue = embedder.embed_batch(&tensors).expect("batcher");
+
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("tokio");
+    let before = embedder.stats();
+    let express = multi
+        .block_on(embedder.embed_encoded(images.clone()))
+        .expect("express");
+    let after = embedder.stats();
+    assert_eq!(
+        after.express_runs - before.express_runs,
+        1,
+        "idle batcher: express lane"
+    );
+    assert_eq!(after.batches - before.batches, 1, "one run for the pair");
+    assert_eq!(
+        express, through_queue,
+        "same session, same inputs: same bits"
+    );
+
+    // A current-thread runtime cannot lend its thread (block_in_place would panic): the
+    // images go through the queue instead, with the same result.
+    let single = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio");
+    let queued = single
+        .block_on(embedder.embed_encoded(images.clone()))
+        .expect("queued");
+    assert_eq!(embedder.stats().express_runs, after.express_runs);
+    assert_eq!(queued, through_queue);
+
+    // A bad image is reported by its position, on both paths.
+    let mut with_bad = images;
+    with_bad[1] = b"not an image".to_vec();
+    for runtime in [&multi, &single] {
+        match runtime.block_on(embedder.embed_encoded(with_bad.clone())) {
+            Err(EncodedError::Image { index: 1, .. }) => {}
+            other => panic!("expected image 1 to be rejected, got {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -1,7 +1,10 @@
-//! The gateway's Prometheus metrics: requests by method and gRPC code, latency, and
-//! the execution provider the embedding runtime is on.
+//! The gateway's Prometheus metrics: requests by method and gRPC code, latency, the
+//! execution provider the embedding runtime is on, and the embedding runs of each model
+//! (images per run, run time, express or batched).
 
 use std::time::Duration;
+
+use twin_embed::{BatchRun, Embedder};
 
 use twin_telemetry::prometheus::{
     self, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -13,6 +16,9 @@ pub struct GatewayMetrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     provider: IntGaugeVec,
+    batch_size: HistogramVec,
+    run_seconds: HistogramVec,
+    runs: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -39,15 +45,61 @@ impl GatewayMetrics {
             ),
             &["provider"],
         )?;
+        let batch_size = HistogramVec::new(
+            HistogramOpts::new("embed_batch_size", "images per ONNX run, by model")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            &["model"],
+        )?;
+        let run_seconds = HistogramVec::new(
+            HistogramOpts::new("embed_run_seconds", "time of one ONNX run, by model").buckets(
+                vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
+                ],
+            ),
+            &["model"],
+        )?;
+        let runs = IntCounterVec::new(
+            Opts::new(
+                "embed_runs_total",
+                "ONNX runs by model, lane (batched: a session thread's micro-batch; express: \
+                 a lone caller on its own thread) and outcome",
+            ),
+            &["model", "lane", "outcome"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(provider.clone()))?;
+        registry.register(Box::new(batch_size.clone()))?;
+        registry.register(Box::new(run_seconds.clone()))?;
+        registry.register(Box::new(runs.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
             provider,
+            batch_size,
+            run_seconds,
+            runs,
         })
+    }
+
+    /// Records every ONNX run of `model` from now on (its micro-batcher reports them).
+    pub fn watch_model(&self, model: &Embedder) {
+        let name = model.manifest().name.clone();
+        let batch_size = self.batch_size.with_label_values(&[name.as_str()]);
+        let run_seconds = self.run_seconds.with_label_values(&[name.as_str()]);
+        let runs = self.runs.clone();
+        let observed = model.observe_runs(std::sync::Arc::new(move |run: BatchRun| {
+            batch_size.observe(run.images as f64);
+            run_seconds.observe(run.seconds);
+            let lane = if run.express { "express" } else { "batched" };
+            let outcome = if run.ok { "ok" } else { "failed" };
+            runs.with_label_values(&[name.as_str(), lane, outcome])
+                .inc();
+        }));
+        if !observed {
+            tracing::debug!(model = %model.manifest().name, "embedding runs already observed by another registry");
+        }
     }
 
     pub fn set_provider(&self, name: &str) {

@@ -77,6 +77,7 @@ impl BoundGateway {
         };
         for model in state.models.all() {
             metrics.set_provider(model.provider().name);
+            metrics.watch_model(model);
         }
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();

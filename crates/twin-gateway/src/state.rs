@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use twin_embed::{Embedder, ModelRegistry};
+use twin_embed::{Embedder, EncodedError, ModelRegistry};
 use twin_queue::JobQueue;
 use twin_store::{CollectionSpec, VectorStore};
 
@@ -108,18 +108,32 @@ pub fn request_id<T>(request: &tonic::Request<T>) -> String {
         .to_owned()
 }
 
-/// Decodes and preprocesses the image from request field `which` on the blocking pool,
-/// labelling a bad image with the field.
-pub async fn preprocess_field(
+/// Embeds the images of request fields `(name, image)` as one job (one ONNX run, in
+/// order), labelling a missing or bad image with its field.
+pub async fn embed_fields<const N: usize>(
     model: &Embedder,
-    which: &str,
-    image: Option<twin_proto::v1::Image>,
-) -> Result<Vec<f32>, ApiError> {
-    let image = image.ok_or_else(|| ApiError::InvalidArgument(format!("{which} is required")))?;
-    model
-        .preprocess_async(image.data)
-        .await
-        .map_err(|e| ApiError::embedding(which, e))
+    fields: [(&str, Option<twin_proto::v1::Image>); N],
+) -> Result<[Vec<f32>; N], ApiError> {
+    let names = fields.each_ref().map(|(which, _)| *which);
+    let mut images = Vec::with_capacity(N);
+    for (which, image) in fields {
+        let image =
+            image.ok_or_else(|| ApiError::InvalidArgument(format!("{which} is required")))?;
+        images.push(image.data);
+    }
+    let embedded = model.embed_encoded(images).await.map_err(|e| match e {
+        EncodedError::Image { index, source } => ApiError::BadImage {
+            which: names[index].to_owned(),
+            source,
+        },
+        EncodedError::Embed(e) => ApiError::Embed(e),
+    })?;
+    <[Vec<f32>; N]>::try_from(embedded).map_err(|got| {
+        ApiError::Embed(twin_embed::EmbedError::Inference(format!(
+            "{} embeddings came back for {N} images",
+            got.len()
+        )))
+    })
 }
 
 /// Embeds the image from request field `which`, labelling a bad image with the field.
@@ -128,6 +142,6 @@ pub async fn embed_field(
     which: &str,
     image: Option<twin_proto::v1::Image>,
 ) -> Result<Vec<f32>, ApiError> {
-    let tensor = preprocess_field(model, which, image).await?;
-    Ok(model.embed(tensor).await?)
+    let [vector] = embed_fields(model, [(which, image)]).await?;
+    Ok(vector)
 }

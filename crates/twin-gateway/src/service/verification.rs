@@ -10,7 +10,7 @@ use twin_proto::v1::verification_server::Verification;
 use crate::convert::{
     aggregation, audit, metric_from_proto, rbf_sigma, threshold_choice, AuditInput,
 };
-use crate::state::{embed_field, preprocess_field, request_id, AppState};
+use crate::state::{embed_field, embed_fields, request_id, AppState};
 use crate::status::ApiError;
 
 /// References compared by default, and at most.
@@ -41,22 +41,8 @@ impl Verification for VerificationService {
             manifest.default_target_far,
         )
         .map_err(ApiError::from)?;
-        // Both images are decoded and preprocessed in parallel off the executor, then
-        // embedded as one job: one ONNX run per pair, no wait for a batch-mate.
-        let (a, b) = tokio::join!(
-            preprocess_field(model, "a", r.a),
-            preprocess_field(model, "b", r.b)
-        );
-        let embedded = model
-            .embed_together(vec![a?, b?])
-            .await
-            .map_err(ApiError::from)?;
-        let [a, b] = <[Vec<f32>; 2]>::try_from(embedded).map_err(|got| {
-            ApiError::Embed(twin_embed::EmbedError::Inference(format!(
-                "{} embeddings came back for a pair",
-                got.len()
-            )))
-        })?;
+        // Both images in one job: one ONNX run per pair, no wait for a batch-mate.
+        let [a, b] = embed_fields(model, [("a", r.a), ("b", r.b)]).await?;
         let score = score(metric, &a, &b, sigma).map_err(ApiError::from)?;
         let matched = decide(score, threshold.threshold);
         tracing::info!(request_id, model = %manifest.name, metric = %metric, score, threshold = threshold.threshold, matched, "verify");
