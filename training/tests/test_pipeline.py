@@ -122,6 +122,24 @@ def test_ema_weights_are_what_is_saved(tmp_path):
         train.main(args + ["--out", str(tmp_path / "bad"), "--ema", "1.5"])
 
 
+def test_refresh_bn_recomputes_statistics_for_the_current_weights():
+    from twin_train.model import build
+
+    torch.manual_seed(0)
+    model = build({"channels": 1, "widths": [4, 4, 4, 4], "grid": [1, 1], "dim": 8, "dropout": 0.5})
+    x = np.random.default_rng(0).random((12, 1, 16, 32), dtype=np.float32)
+    stem_bn = model.stem[1]
+    stem_bn.running_mean.fill_(5.0)  # stale statistics, as averaging leaves them
+    train.refresh_bn(model, x, np.arange(12), "cpu", batch=4)
+    with torch.no_grad():
+        out = model.stem[0](torch.from_numpy(x))
+    np.testing.assert_allclose(stem_bn.running_mean.numpy(), out.mean((0, 2, 3)).numpy(), atol=1e-5)
+    # per-batch unbiased variances, averaged (what BatchNorm's cumulative mode keeps)
+    per_batch = [out[i:i + 4].transpose(0, 1).reshape(4, -1).var(1, unbiased=True) for i in range(0, 12, 4)]
+    np.testing.assert_allclose(stem_bn.running_var.numpy(), torch.stack(per_batch).mean(0).numpy(), rtol=1e-4)
+    assert not model.training and stem_bn.momentum == 0.1
+
+
 def twin_binary():
     path = Path(os.environ.get("TWIN_BIN", REPO / "target/debug/twin"))
     return path if path.is_file() else None
