@@ -90,12 +90,17 @@ def test_train_export_load(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
 
 
+def tiny_run_args(prefix, steps):
+    """One epoch of `steps` steps of a tiny branch on writers 1-6 of a fake cache, seed 3."""
+    return ["--cache", str(prefix), "--train-writers", "1-6", "--val-writers", "7-8", "--epochs", "1",
+            "--steps-per-epoch", str(steps), "--writers-per-batch", "4", "--genuine-per-writer", "3",
+            "--widths", "8,8,8,8", "--grid", "1,2", "--device", "cpu", "--threads", "1", "--seed", "3"]
+
+
 def test_training_is_reproducible(tmp_path):
     prefix = tmp_path / "cache"
     fake_cache(prefix)
-    args = ["--cache", str(prefix), "--train-writers", "1-6", "--val-writers", "7-8", "--epochs", "1",
-            "--steps-per-epoch", "2", "--writers-per-batch", "4", "--genuine-per-writer", "3",
-            "--widths", "8,8,8,8", "--grid", "1,2", "--device", "cpu", "--threads", "1", "--seed", "3"]
+    args = tiny_run_args(prefix, 2)
     train.main(args + ["--out", str(tmp_path / "a")])
     train.main(args + ["--out", str(tmp_path / "b")])
     a = torch.load(tmp_path / "a/last.pt", weights_only=False)["state"]
@@ -107,9 +112,7 @@ def test_training_is_reproducible(tmp_path):
 def test_ema_weights_are_what_is_saved(tmp_path):
     prefix = tmp_path / "cache"
     fake_cache(prefix)
-    args = ["--cache", str(prefix), "--train-writers", "1-6", "--val-writers", "7-8", "--epochs", "1",
-            "--steps-per-epoch", "3", "--writers-per-batch", "4", "--genuine-per-writer", "3",
-            "--widths", "8,8,8,8", "--grid", "1,2", "--device", "cpu", "--threads", "1", "--seed", "3"]
+    args = tiny_run_args(prefix, 3)
     train.main(args + ["--out", str(tmp_path / "raw")])
     train.main(args + ["--out", str(tmp_path / "ema"), "--ema", "0.5"])
     raw = torch.load(tmp_path / "raw/last.pt", weights_only=False)["state"]
