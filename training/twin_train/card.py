@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from . import manifest as mf
+from . import train as train_mod
 from .evaluate import pct, table
 
 TEMPLATE = """# {name} {version} — model card
@@ -125,7 +126,12 @@ def main(argv=None):
         f"stroke width (dilation p={exp['augment']['p_dilate']}, erosion p={exp['augment']['p_erode']}), "
         f"Gaussian noise (p={exp['augment']['p_noise']}, σ={exp['augment']['noise_std']}).\n"
         f"- AdamW, lr {a['lr']} with {a['warmup_epochs']} warm-up epoch and cosine decay, weight decay "
-        f"{a['weight_decay']}, {a['epochs']} epochs; the checkpoint with the lowest validation skilled EER ships."
+        f"{a['weight_decay']}, {a['epochs']} epochs of "
+        + (f"{a['steps_per_epoch']} steps" if a.get("steps_per_epoch") else "one pass over the training genuine images")
+        + (f"; weights averaged over steps (EMA, decay {a['ema']} per step; BatchNorm statistics recomputed for "
+           f"the averaged weights on {train_mod.BN_REFRESH_IMAGES} training images), and the averaged weights are "
+           f"what is validated and shipped" if a.get("ema") else "")
+        + "; the checkpoint with the lowest validation skilled EER ships."
     )
     eer_test = report["test"]["skilled"]["eer"]
     text = TEMPLATE.format(
