@@ -67,7 +67,7 @@ train() {
   "$PY" -m twin_train.train --cache "$CACHE" --out "$RUN" --epochs "$EPOCHS" --seed "$SEED" \
     --device "$DEVICE" --threads "$THREADS" --train-writers 1-50 --val-writers 51-60 \
     --widths 24,48,64,96 --grid 1,1 --loss semihard --margin 0.2 --skilled-weight 1.0 --lr 1e-3 \
-    --augment p_dilate=0,p_erode=0 "$@"
+    --augment p_dilate=0,p_erode=0 --steps-per-epoch 26 --ema 0.99 "$@"
 }
 
 export_model() {
