@@ -96,6 +96,34 @@ impl TwinProcess {
         Self { child, addr, log }
     }
 
+    /// `twin serve` (embedded store and queue under `dir/data`, log `dir/serve.log`) on
+    /// an ephemeral port with `models` (the first is the default). The metrics endpoint is
+    /// off unless `envs` sets `TWIN_GATEWAY__METRICS_ADDR`; `envs` come last and win.
+    pub async fn serve(dir: &Path, models: &[&Path], envs: &[(&str, String)]) -> Self {
+        let data = dir.join("data");
+        let mut args = vec![
+            "serve".to_owned(),
+            "--addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--data-dir".to_owned(),
+            data.display().to_string(),
+        ];
+        for model in models {
+            args.extend(["--model".to_owned(), model.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut all_envs = vec![("TWIN_GATEWAY__METRICS_ADDR", String::new())];
+        all_envs.extend(envs.iter().cloned());
+        Self::start(
+            &bin("twin"),
+            &args,
+            &all_envs,
+            "twin serving on ",
+            dir.join("serve.log"),
+        )
+        .await
+    }
+
     /// A started process without an address to wait for (a worker); its stdout goes
     /// to `<log>.out`.
     pub async fn start_detached(binary: &Path, envs: &[(&str, String)], log: PathBuf) -> Self {

@@ -41,26 +41,13 @@ async fn enqueue_is_resumable_and_verify_search_jobs_health_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys.txt");
     std::fs::write(&keys, format!("read {READ_KEY}\nwrite {WRITE_KEY}\n")).expect("keys");
-    let data = dir.path().join("data");
-    let model = dev_model();
-    let server = TwinProcess::start(
-        &bin("twin"),
+    let server = TwinProcess::serve(
+        dir.path(),
+        &[&dev_model()],
         &[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            path(&data),
-            "--model",
-            path(&model),
-        ],
-        &[
-            ("TWIN_GATEWAY__METRICS_ADDR", String::new()),
             ("TWIN_GATEWAY__API_KEYS_FILE", keys.display().to_string()),
             ("TWIN_WORKER__BATCH_WAIT_MS", "5".to_owned()),
         ],
-        "twin serving on ",
-        dir.path().join("serve.log"),
     )
     .await;
     let url = server.url();
@@ -266,23 +253,10 @@ async fn bench_verify_prints_a_table_then_one_json_line() {
     let keys = dir.path().join("keys.txt");
     std::fs::write(&keys, format!("read {READ_KEY}\n")).expect("keys");
     let model = dev_model();
-    let server = TwinProcess::start(
-        &bin("twin"),
-        &[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            path(&dir.path().join("data")),
-            "--model",
-            path(&model),
-        ],
-        &[
-            ("TWIN_GATEWAY__METRICS_ADDR", String::new()),
-            ("TWIN_GATEWAY__API_KEYS_FILE", keys.display().to_string()),
-        ],
-        "twin serving on ",
-        dir.path().join("serve.log"),
+    let server = TwinProcess::serve(
+        dir.path(),
+        &[&model],
+        &[("TWIN_GATEWAY__API_KEYS_FILE", keys.display().to_string())],
     )
     .await;
     let url = server.url();

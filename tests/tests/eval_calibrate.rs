@@ -120,21 +120,26 @@ fn check_svg(file: &Path) {
     assert!(!svg.contains("NaN"), "{svg}");
 }
 
+/// `twin eval DATA --model MODEL --json --out OUT`, parsed.
+fn eval_json(data: &Path, model: &Path, out: &Path) -> serde_json::Value {
+    json(&twin(&[
+        "eval",
+        path(data),
+        "--model",
+        path(model),
+        "--json",
+        "--out",
+        path(out),
+    ]))
+}
+
 #[test]
 fn eval_reports_figures_counts_and_plots_of_a_labelled_folder() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = labelled_folder(dir.path());
     let out = dir.path().join("report");
     let model = repo_root().join("models/signature-v1");
-    let report = json(&twin(&[
-        "eval",
-        path(&data),
-        "--model",
-        path(&model),
-        "--json",
-        "--out",
-        path(&out),
-    ]));
+    let report = eval_json(&data, &model, &out);
 
     // The folder's structure, counted independently of twin.
     let images = WRITERS * (GENUINE + FORGERIES);
@@ -310,15 +315,7 @@ fn calibrate_writes_thresholds_that_meet_their_targets_and_the_model_still_loads
 
     // The calibrated model serves an evaluation, which measures the same rates again.
     let out = dir.path().join("report");
-    let report = json(&twin(&[
-        "eval",
-        path(&data),
-        "--model",
-        path(&model),
-        "--json",
-        "--out",
-        path(&out),
-    ]));
+    let report = eval_json(&data, &model, &out);
     let points = report["skilled"]["operating_points"]
         .as_array()
         .expect("operating points");

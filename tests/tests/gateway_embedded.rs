@@ -10,7 +10,7 @@ use twin_proto::v1::enrollment_client::EnrollmentClient;
 use twin_proto::v1::models_client::ModelsClient;
 use twin_proto::v1::similarity_client::SimilarityClient;
 use twin_proto::v1::verification_client::VerificationClient;
-use twin_tests::{bin, channel, dev_model, genuine, png_header, signature, Kind, TwinProcess};
+use twin_tests::{channel, dev_model, genuine, png_header, signature, Kind, TwinProcess};
 
 const READ_KEY: &str = "read-key-for-e2e-tests-0001";
 const WRITE_KEY: &str = "write-key-for-e2e-tests-0001";
@@ -24,30 +24,12 @@ async fn serve(extra_env: &[(&str, String)]) -> Serve {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys.txt");
     std::fs::write(&keys, format!("read {READ_KEY}\nwrite {WRITE_KEY}\n")).expect("keys");
-    let data = dir.path().join("data");
-    let model = dev_model();
     let mut env = vec![
-        ("TWIN_GATEWAY__METRICS_ADDR", String::new()),
         ("TWIN_GATEWAY__API_KEYS_FILE", keys.display().to_string()),
         ("TWIN_WORKER__BATCH_WAIT_MS", "5".to_owned()),
     ];
     env.extend(extra_env.iter().cloned());
-    let process = TwinProcess::start(
-        &bin("twin"),
-        &[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().expect("utf-8 path"),
-            "--model",
-            model.to_str().expect("utf-8 path"),
-        ],
-        &env,
-        "twin serving on ",
-        dir.path().join("serve.log"),
-    )
-    .await;
+    let process = TwinProcess::serve(dir.path(), &[&dev_model()], &env).await;
     Serve { process, _dir: dir }
 }
 

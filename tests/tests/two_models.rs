@@ -2,6 +2,7 @@
 //! (signatures and Omniglot characters): requests pick a model by name, each answer is
 //! made by that model under its own calibrated threshold.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tonic::Request;
@@ -9,7 +10,7 @@ use twin_core::manifest::ModelManifest;
 use twin_proto::v1 as pb;
 use twin_proto::v1::models_client::ModelsClient;
 use twin_proto::v1::verification_client::VerificationClient;
-use twin_tests::{bin, channel, genuine, repo_root, TwinProcess};
+use twin_tests::{channel, genuine, repo_root, TwinProcess};
 
 fn request<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
@@ -39,27 +40,7 @@ async fn requests_choose_between_the_shipped_signature_and_omniglot_models() {
     let manifests = models
         .clone()
         .map(|dir| ModelManifest::load(&dir).expect("shipped manifest"));
-    let data = dir.path().join("data");
-    let mut args = vec![
-        "serve".to_owned(),
-        "--addr".to_owned(),
-        "127.0.0.1:0".to_owned(),
-        "--data-dir".to_owned(),
-        data.display().to_string(),
-    ];
-    for model in &models {
-        args.extend(["--model".to_owned(), model.display().to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let env = [("TWIN_GATEWAY__METRICS_ADDR", String::new())];
-    let serve = TwinProcess::start(
-        &bin("twin"),
-        &args,
-        &env,
-        "twin serving on ",
-        dir.path().join("serve.log"),
-    )
-    .await;
+    let serve = TwinProcess::serve(dir.path(), &models.each_ref().map(PathBuf::as_path), &[]).await;
     let channel = channel(&serve.url()).await;
 
     let listed = ModelsClient::new(channel.clone())

@@ -489,6 +489,28 @@ impl Oracle {
         }
     }
 
+    /// The metric, threshold policy and RBF sigma of a decision request (Verify,
+    /// VerifySubject).
+    fn decision(
+        &mut self,
+        manifest: &ModelManifest,
+        metric: i32,
+        policy: Option<&pb::DecisionPolicy>,
+        sigma: f64,
+    ) {
+        match metric_of(metric, manifest.native_metric) {
+            None => self.fail_if(true, Code::InvalidArgument, "unknown metric"),
+            Some(m) => {
+                self.fail_if(
+                    !threshold_ok(manifest, m, policy),
+                    Code::InvalidArgument,
+                    "no threshold",
+                );
+                self.fail_if(!sigma_ok(m, sigma), Code::InvalidArgument, "bad sigma");
+            }
+        }
+    }
+
     /// Checks an outcome; the response when the request was accepted.
     fn check<T>(
         &self,
@@ -565,17 +587,7 @@ fn fuzz_verify_requests() {
                 };
                 let mut oracle = Oracle::default();
                 oracle.fail_if(!h.model_known(&model), Code::NotFound, "unknown model");
-                match metric_of(metric, h.manifest.native_metric) {
-                    None => oracle.fail_if(true, Code::InvalidArgument, "unknown metric"),
-                    Some(m) => {
-                        oracle.fail_if(
-                            !threshold_ok(&h.manifest, m, request.policy.as_ref()),
-                            Code::InvalidArgument,
-                            "no threshold",
-                        );
-                        oracle.fail_if(!sigma_ok(m, sigma), Code::InvalidArgument, "bad sigma");
-                    }
-                }
+                oracle.decision(&h.manifest, metric, request.policy.as_ref(), sigma);
                 oracle.image(&a, "image a");
                 oracle.image(&b, "image b");
                 let outcome = h
@@ -640,17 +652,7 @@ fn fuzz_verify_subject_requests() {
                     "bad subject",
                 );
                 oracle.fail_if(!h.model_known(&model), Code::NotFound, "unknown model");
-                match metric_of(metric, h.manifest.native_metric) {
-                    None => oracle.fail_if(true, Code::InvalidArgument, "unknown metric"),
-                    Some(m) => {
-                        oracle.fail_if(
-                            !threshold_ok(&h.manifest, m, request.policy.as_ref()),
-                            Code::InvalidArgument,
-                            "no threshold",
-                        );
-                        oracle.fail_if(!sigma_ok(m, sigma), Code::InvalidArgument, "bad sigma");
-                    }
-                }
+                oracle.decision(&h.manifest, metric, request.policy.as_ref(), sigma);
                 oracle.fail_if(
                     !(0..=3).contains(&aggregation),
                     Code::InvalidArgument,
