@@ -278,7 +278,8 @@ pub fn preprocess_gray(
     let scale = (out_w as f64 / box_w).min(out_h as f64 / box_h);
     let scaled_w = ((box_w * scale).round() as usize).clamp(1, out_w);
     let scaled_h = ((box_h * scale).round() as usize).clamp(1, out_h);
-    let scaled = resize_area(&gray.pixels, &ink, w, h, &region, scaled_w, scaled_h);
+    let paper = Paper::new(&split, spec.binarize);
+    let scaled = resize_area(&gray.pixels, &ink, paper, w, h, &region, scaled_w, scaled_h);
 
     // Centred padding with background (0), then normalization of every pixel.
     let (left, top) = ((out_w - scaled_w) / 2, (out_h - scaled_h) / 2);
@@ -320,22 +321,7 @@ impl InkSplit {
 /// Otsu's threshold over the 256-level histogram; `None` when the image has one level
 /// or too little contrast to hold ink.
 fn otsu_split(pixels: &[u8]) -> Option<InkSplit> {
-    // Four interleaved histograms: consecutive pixels of one level would otherwise wait
-    // on each other's increment (the histogram was the costliest step of preprocessing).
-    let mut partial = [[0u32; 256]; 4];
-    let mut quads = pixels.chunks_exact(4);
-    for quad in &mut quads {
-        for (lane, &p) in partial.iter_mut().zip(quad) {
-            lane[p as usize] += 1;
-        }
-    }
-    for &p in quads.remainder() {
-        partial[0][p as usize] += 1;
-    }
-    let mut histogram = [0u64; 256];
-    for (level, count) in histogram.iter_mut().enumerate() {
-        *count = partial.iter().map(|lane| u64::from(lane[level])).sum();
-    }
+    let histogram = histogram(pixels);
     let total = pixels.len() as f64;
     let sum_all: f64 = histogram
         .iter()
@@ -369,6 +355,46 @@ fn otsu_split(pixels: &[u8]) -> Option<InkSplit> {
         // The ink is the smaller class: a signature covers a small part of its page.
         ink_is_dark: dark_count <= light_count,
     })
+}
+
+/// Pixels looked at together when skipping paper: a run of one level in the histogram, a
+/// run without ink in the resize. Long enough for the comparisons to be vectorized, short
+/// enough that a stroke leaves most runs of its row untouched.
+const RUN: usize = 32;
+
+/// The 256-level histogram of `pixels`.
+fn histogram(pixels: &[u8]) -> [u64; 256] {
+    // A scan is mostly paper of one level: a run of equal pixels is counted at once.
+    // Other runs go through four interleaved histograms, as consecutive pixels of one
+    // level would otherwise wait on each other's increment.
+    let mut partial = [[0u32; 256]; 4];
+    let mut runs = pixels.chunks_exact(RUN);
+    for run in &mut runs {
+        let first = run[0];
+        if run.iter().fold(0u8, |acc, &p| acc | (p ^ first)) == 0 {
+            partial[0][first as usize] += RUN as u32;
+        } else {
+            count_interleaved(&mut partial, run);
+        }
+    }
+    count_interleaved(&mut partial, runs.remainder());
+    let mut histogram = [0u64; 256];
+    for (level, count) in histogram.iter_mut().enumerate() {
+        *count = partial.iter().map(|lane| u64::from(lane[level])).sum();
+    }
+    histogram
+}
+
+fn count_interleaved(partial: &mut [[u32; 256]; 4], pixels: &[u8]) {
+    let mut quads = pixels.chunks_exact(4);
+    for quad in &mut quads {
+        for (lane, &p) in partial.iter_mut().zip(quad) {
+            lane[p as usize] += 1;
+        }
+    }
+    for &p in quads.remainder() {
+        partial[0][p as usize] += 1;
+    }
 }
 
 /// The ink value of each gray level: ink = 1, background = 0; binary when `binarize`,
@@ -450,84 +476,166 @@ fn ink_bounding_box(pixels: &[u8], width: usize, split: &InkSplit) -> Option<Ink
     })
 }
 
-/// For each output index along one axis: the first source index it covers and the
-/// weight of each covered source pixel (weights sum to 1).
-fn area_weights(source_len: usize, target_len: usize) -> Vec<(i64, Vec<f32>)> {
-    let step = source_len as f64 / target_len as f64;
-    (0..target_len)
-        .map(|t| {
+/// Area-averaging weights along one axis: for each output index, the first source index
+/// it covers and the weight of each covered source pixel (weights sum to 1), kept in one
+/// buffer (a resize would otherwise allocate a vector per output pixel).
+struct AreaWeights {
+    first: Vec<i64>,
+    /// Output `t`'s weights are `weights[ends[t - 1]..ends[t]]` (from 0 for `t = 0`).
+    ends: Vec<usize>,
+    weights: Vec<f32>,
+}
+
+impl AreaWeights {
+    fn new(source_len: usize, target_len: usize) -> Self {
+        let step = source_len as f64 / target_len as f64;
+        let mut this = Self {
+            first: Vec::with_capacity(target_len),
+            ends: Vec::with_capacity(target_len),
+            weights: Vec::with_capacity(target_len * (step.ceil() as usize + 1)),
+        };
+        for t in 0..target_len {
             let start = t as f64 * step;
             let end = start + step;
             let first = start.floor() as i64;
             let last = (end.ceil() as i64).max(first + 1);
-            let weights = (first..last)
-                .map(|s| {
-                    let covered = (end.min(s as f64 + 1.0) - start.max(s as f64)).max(0.0);
-                    (covered / step) as f32
-                })
-                .collect();
-            (first, weights)
-        })
-        .collect()
+            this.weights.extend((first..last).map(|s| {
+                let covered = (end.min(s as f64 + 1.0) - start.max(s as f64)).max(0.0);
+                (covered / step) as f32
+            }));
+            this.first.push(first);
+            this.ends.push(this.weights.len());
+        }
+        this
+    }
+
+    /// Output `t`'s first source index and weights.
+    fn taps(&self, t: usize) -> (i64, &[f32]) {
+        let begin = if t == 0 { 0 } else { self.ends[t - 1] };
+        (self.first[t], &self.weights[begin..self.ends[t]])
+    }
+
+    fn len(&self) -> usize {
+        self.first.len()
+    }
+}
+
+/// Which gray levels read as no ink at all (value 0), tested without the table so that
+/// runs of paper are skipped with vectorized comparisons.
+#[derive(Debug, Clone, Copy)]
+enum Paper {
+    /// Binarized: every level outside the ink class.
+    Class(InkSplit),
+    /// Intensity: only the extreme paper level (white under dark ink, black under light).
+    Level(u8),
+}
+
+impl Paper {
+    fn new(split: &InkSplit, binarize: bool) -> Self {
+        match (binarize, split.ink_is_dark) {
+            (true, _) => Paper::Class(*split),
+            (false, true) => Paper::Level(u8::MAX),
+            (false, false) => Paper::Level(0),
+        }
+    }
+
+    fn is_all_paper(self, run: &[u8]) -> bool {
+        match self {
+            Paper::Class(split) => {
+                let (threshold, dark) = (split.threshold, split.ink_is_dark);
+                run.iter()
+                    .fold(0u8, |acc, &p| acc | u8::from((p <= threshold) == dark))
+                    == 0
+            }
+            Paper::Level(level) => run.iter().fold(0u8, |acc, &p| acc | (p ^ level)) == 0,
+        }
+    }
 }
 
 /// Area-averaging resize of `region` of the `width`×`height` image to `out_w`×`out_h`,
 /// each pixel read through `ink` (its level's value); pixels of the region outside the
 /// image count as background (0).
+///
+/// Every output value is the sum, in source order, of `weight × ink` over the pixels it
+/// covers. Pixels of value 0 add nothing to such a sum, so they are skipped (runs of
+/// paper at once) and only ink is spread onto the outputs it covers: the result is the
+/// plain weighted sum, bit for bit, at a fraction of the work on a mostly blank page.
 fn resize_area(
     pixels: &[u8],
     ink: &[f32; 256],
+    paper: Paper,
     width: usize,
     height: usize,
     region: &InkBox,
     out_w: usize,
     out_h: usize,
 ) -> Vec<f32> {
-    // Per output column: the source pixels inside the image and their weights; pixels
-    // outside contribute nothing, so they are dropped once here, not tested per row.
-    let columns: Vec<(usize, Vec<f32>)> = area_weights(region.width() as usize, out_w)
-        .into_iter()
-        .map(|(first, weights)| {
-            let mut start = None;
-            let mut kept = Vec::with_capacity(weights.len());
-            for (k, weight) in weights.into_iter().enumerate() {
-                let x = region.x0 + first + k as i64;
-                if x >= 0 && x < width as i64 {
-                    start.get_or_insert(x as usize);
-                    kept.push(weight);
-                }
+    // The region's columns inside the image, and for each the outputs it feeds, in
+    // output order: `spread[reach[x]..reach[x + 1]]` for column `x_lo + x`.
+    let x_lo = region.x0.clamp(0, width as i64) as usize;
+    let x_hi = region.x1.clamp(0, width as i64) as usize;
+    let columns = AreaWeights::new(region.width() as usize, out_w);
+    let mut reach = vec![0usize; x_hi - x_lo + 1];
+    let mut column_taps = Vec::with_capacity(columns.weights.len());
+    for ox in 0..columns.len() {
+        let (first, weights) = columns.taps(ox);
+        for (k, &weight) in weights.iter().enumerate() {
+            let x = region.x0 + first + k as i64;
+            if (x_lo as i64..x_hi as i64).contains(&x) {
+                let x = x as usize - x_lo;
+                reach[x + 1] += 1;
+                column_taps.push((x, ox, weight));
             }
-            (start.unwrap_or(0), kept)
-        })
-        .collect();
-    let rows = area_weights(region.height() as usize, out_h);
+        }
+    }
+    for x in 1..reach.len() {
+        reach[x] += reach[x - 1];
+    }
+    let mut spread = vec![(0usize, 0.0f32); column_taps.len()];
+    let mut filled = reach.clone();
+    for (x, ox, weight) in column_taps {
+        spread[filled[x]] = (ox, weight);
+        filled[x] += 1;
+    }
 
     // Horizontal pass: every region row becomes `out_w` values.
     let region_rows = region.height() as usize;
     let mut horizontal = vec![0.0f32; region_rows * out_w];
-    for ry in 0..region_rows {
+    let mut row_has_ink = vec![false; region_rows];
+    for (ry, has_ink) in row_has_ink.iter_mut().enumerate() {
         let y = region.y0 + ry as i64;
         if y < 0 || y >= height as i64 {
             continue;
         }
-        let src = &pixels[y as usize * width..][..width];
+        let src = &pixels[y as usize * width..][x_lo..x_hi];
         let dst = &mut horizontal[ry * out_w..][..out_w];
-        for (d, (start, weights)) in dst.iter_mut().zip(&columns) {
-            let mut acc = 0.0f32;
-            for (weight, &p) in weights.iter().zip(&src[*start..]) {
-                acc += weight * ink[p as usize];
+        for (r, run) in src.chunks(RUN).enumerate() {
+            if paper.is_all_paper(run) {
+                continue;
             }
-            *d = acc;
+            for (i, &p) in run.iter().enumerate() {
+                let value = ink[p as usize];
+                if value == 0.0 {
+                    continue;
+                }
+                *has_ink = true;
+                let x = r * RUN + i;
+                for &(ox, weight) in &spread[reach[x]..reach[x + 1]] {
+                    dst[ox] += weight * value;
+                }
+            }
         }
     }
 
-    // Vertical pass.
+    // Vertical pass, over the rows that hold ink.
+    let rows = AreaWeights::new(region_rows, out_h);
     let mut out = vec![0.0f32; out_w * out_h];
-    for (oy, (first, weights)) in rows.iter().enumerate() {
+    for oy in 0..rows.len() {
+        let (first, weights) = rows.taps(oy);
         let dst = &mut out[oy * out_w..][..out_w];
         for (k, weight) in weights.iter().enumerate() {
             let ry = first + k as i64;
-            if ry < 0 || ry >= region_rows as i64 {
+            if ry < 0 || ry >= region_rows as i64 || !row_has_ink[ry as usize] {
                 continue;
             }
             let src = &horizontal[ry as usize * out_w..][..out_w];
@@ -868,11 +976,78 @@ mod tests {
     #[test]
     fn area_weights_sum_to_one() {
         for (s, t) in [(7, 3), (3, 7), (100, 32), (1, 1), (1, 5), (5, 1)] {
-            for (_, weights) in area_weights(s, t) {
-                let sum: f32 = weights.iter().sum();
+            let weights = AreaWeights::new(s, t);
+            for target in 0..t {
+                let sum: f32 = weights.taps(target).1.iter().sum();
                 assert!((sum - 1.0).abs() < 1e-5, "{s}->{t}: {sum}");
             }
         }
+    }
+
+    /// The resize as a plain gather, every covered pixel of every output summed in source
+    /// order: what `resize_area` must equal bit for bit.
+    fn gathered_resize(
+        pixels: &[u8],
+        ink: &[f32; 256],
+        (width, height): (usize, usize),
+        region: &InkBox,
+        (out_w, out_h): (usize, usize),
+    ) -> Vec<f32> {
+        let value = |x: i64, y: i64| {
+            if (0..width as i64).contains(&x) && (0..height as i64).contains(&y) {
+                ink[pixels[y as usize * width + x as usize] as usize]
+            } else {
+                0.0
+            }
+        };
+        let (columns, rows) = (
+            AreaWeights::new(region.width() as usize, out_w),
+            AreaWeights::new(region.height() as usize, out_h),
+        );
+        let horizontal: Vec<Vec<f32>> = (region.y0..region.y1)
+            .map(|y| {
+                (0..out_w)
+                    .map(|ox| {
+                        let (first, weights) = columns.taps(ox);
+                        let mut acc = 0.0f32;
+                        for (k, w) in weights.iter().enumerate() {
+                            acc += w * value(region.x0 + first + k as i64, y);
+                        }
+                        acc
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut out = vec![0.0f32; out_w * out_h];
+        for oy in 0..out_h {
+            let (first, weights) = rows.taps(oy);
+            for (k, w) in weights.iter().enumerate() {
+                let Some(row) = usize::try_from(first + k as i64)
+                    .ok()
+                    .and_then(|ry| horizontal.get(ry))
+                else {
+                    continue;
+                };
+                for (d, s) in out[oy * out_w..][..out_w].iter_mut().zip(row) {
+                    *d += w * s;
+                }
+            }
+        }
+        out
+    }
+
+    /// A page of paper at `paper` with `strokes` random ink segments of random levels,
+    /// as scans look: long runs of one level, ink here and there.
+    fn sparse_page(w: usize, h: usize, paper: u8, strokes: &[(u16, u16, u8, u8)]) -> Vec<u8> {
+        let mut pixels = vec![paper; w * h];
+        for &(at, len, level, noise) in strokes {
+            let start = at as usize % pixels.len();
+            let end = (start + len as usize).min(pixels.len());
+            for (i, p) in pixels[start..end].iter_mut().enumerate() {
+                *p = level.wrapping_add((i as u8).wrapping_mul(noise));
+            }
+        }
+        pixels
     }
 
     proptest::proptest! {
@@ -891,6 +1066,46 @@ mod tests {
             bytes[i] = value;
             bytes.truncate(cut.max(1));
             let _ = run(&bytes);
+        }
+
+        #[test]
+        fn histogram_counts_every_pixel_once(
+            w in 1usize..200, h in 1usize..50, paper in proptest::num::u8::ANY,
+            strokes in proptest::collection::vec((0u16..10_000, 0u16..300, proptest::num::u8::ANY, 0u8..4), 0..12),
+        ) {
+            let pixels = sparse_page(w, h, paper, &strokes);
+            let mut expected = [0u64; 256];
+            for &p in &pixels {
+                expected[p as usize] += 1;
+            }
+            proptest::prop_assert_eq!(histogram(&pixels), expected);
+        }
+
+        #[test]
+        fn sparse_resize_equals_the_plain_gather_bit_for_bit(
+            w in 1usize..300, h in 1usize..80, dark_paper in proptest::bool::ANY,
+            strokes in proptest::collection::vec((0u16..20_000, 0u16..200, proptest::num::u8::ANY, 0u8..4), 1..12),
+            binarize in proptest::bool::ANY, crop in proptest::bool::ANY, margin in 0.0f32..0.5,
+            out_w in 1usize..90, out_h in 1usize..40,
+        ) {
+            let paper_level = if dark_paper { 0 } else { 255 };
+            let pixels = sparse_page(w, h, paper_level, &strokes);
+            let Some(split) = otsu_split(&pixels) else { return Ok(()) };
+            let ink = ink_levels(&split, binarize);
+            let full = InkBox { x0: 0, y0: 0, x1: w as i64, y1: h as i64 };
+            let region = if crop {
+                let Some(found) = ink_bounding_box(&pixels, w, &split) else { return Ok(()) };
+                found.with_margin(margin)
+            } else {
+                full
+            };
+            let fast = resize_area(&pixels, &ink, Paper::new(&split, binarize), w, h, &region, out_w, out_h);
+            let plain = gathered_resize(&pixels, &ink, (w, h), &region, (out_w, out_h));
+            let (fast, plain): (Vec<u32>, Vec<u32>) = (
+                fast.iter().map(|v| v.to_bits()).collect(),
+                plain.iter().map(|v| v.to_bits()).collect(),
+            );
+            proptest::prop_assert_eq!(fast, plain);
         }
 
         #[test]

@@ -196,26 +196,28 @@ impl Embedder {
             return images.iter().map(|i| self.preprocess(i.as_ref())).collect();
         }
         let chunk = images.len().div_ceil(lanes);
+        let preprocess_part = |part: &[I]| {
+            part.iter()
+                .map(|i| self.preprocess(i.as_ref()))
+                .collect::<Vec<_>>()
+        };
         std::thread::scope(|scope| {
-            let parts: Vec<_> = images
+            // The first part on this thread: one thread fewer to start and wake.
+            let (first, rest) = images.split_at(chunk);
+            let others: Vec<_> = rest
                 .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|i| self.preprocess(i.as_ref()))
-                            .collect::<Vec<_>>()
-                    })
-                })
+                .map(|part| scope.spawn(move || preprocess_part(part)))
                 .collect();
-            parts
-                .into_iter()
-                .flat_map(|part| {
-                    // Preprocessing returns typed errors and does not panic; should a bug
-                    // make it panic anyway, the panic is the caller's to see.
+            let mut results = preprocess_part(first);
+            for part in others {
+                // Preprocessing returns typed errors and does not panic; should a bug
+                // make it panic anyway, the panic is the caller's to see.
+                results.extend(
                     part.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                );
+            }
+            results
         })
     }
 
@@ -269,7 +271,14 @@ impl Embedder {
     /// [`Embedder::embed_encoded`] on this thread: preprocessing, then the express lane
     /// if it is still free, else the queue (waiting here).
     fn embed_encoded_here(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, EncodedError> {
-        let stacked = self.preprocess_job(images)?.concat();
+        // The batcher is idle, so the other cores are too: a pair is preprocessed on two.
+        let stacked = self
+            .preprocess_many(images)
+            .into_iter()
+            .enumerate()
+            .map(|(index, tensor)| tensor.map_err(|source| EncodedError::Image { index, source }))
+            .collect::<Result<Vec<_>, _>>()?
+            .concat();
         let count = images.len();
         if let Some(result) = self.inner.batcher.run_express(&stacked, count) {
             return Ok(result?);

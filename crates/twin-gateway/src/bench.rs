@@ -144,6 +144,12 @@ impl VerifyReport {
         ratio(self.level(1)?.p99_ms, self.raw_b2_ms)
     }
 
+    /// Verify p99 at concurrency 1 / the raw batch of 2's own p99: tail against tail, for
+    /// reference (the target compares against the typical run).
+    pub fn ratio_p99_c1_to_raw_p99(&self) -> Option<f64> {
+        ratio(self.level(1)?.p99_ms, self.raw_b2_p99_ms)
+    }
+
     /// Verify pairs/s at concurrency 32 / raw pairs/s at a batch of 64 (target ≥ 0.8).
     pub fn ratio_c32(&self) -> Option<f64> {
         ratio(self.level(32)?.pairs_per_s, self.raw_b64_pairs_per_s)
@@ -212,6 +218,13 @@ impl VerifyReport {
                 verdict(r <= 2.0)
             );
         }
+        if let Some(r) = self.ratio_p99_c1_to_raw_p99() {
+            let _ = writeln!(
+                out,
+                "  for reference, tail against tail: Verify p99 at concurrency 1 / raw batch-of-2 \
+                 p99: {r:.2}"
+            );
+        }
         if let Some(r) = self.ratio_c32() {
             let _ = writeln!(
                 out,
@@ -249,6 +262,9 @@ impl VerifyReport {
         }
         if let Some(r) = self.ratio_p99_c1() {
             fields.insert("ratio_p99_c1".into(), round3(r).into());
+        }
+        if let Some(r) = self.ratio_p99_c1_to_raw_p99() {
+            fields.insert("ratio_p99_c1_to_raw_p99".into(), round3(r).into());
         }
         if let Some(r) = self.ratio_c32() {
             fields.insert("ratio_c32".into(), round3(r).into());
