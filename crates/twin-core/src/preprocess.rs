@@ -257,7 +257,7 @@ pub fn preprocess_gray(
     }
 
     let split = otsu_split(&gray.pixels).ok_or(PreprocessError::NoInk)?;
-    let ink = ink_levels(&split, spec.binarize);
+    let ink = InkReading::new(&split, spec.binarize);
 
     let full = InkBox {
         x0: 0,
@@ -278,8 +278,7 @@ pub fn preprocess_gray(
     let scale = (out_w as f64 / box_w).min(out_h as f64 / box_h);
     let scaled_w = ((box_w * scale).round() as usize).clamp(1, out_w);
     let scaled_h = ((box_h * scale).round() as usize).clamp(1, out_h);
-    let paper = Paper::new(&split, spec.binarize);
-    let scaled = resize_area(&gray.pixels, &ink, paper, w, h, &region, scaled_w, scaled_h);
+    let scaled = resize_area(&gray.pixels, (w, h), &ink, &region, (scaled_w, scaled_h));
 
     // Centred padding with background (0), then normalization of every pixel.
     let (left, top) = ((out_w - scaled_w) / 2, (out_h - scaled_h) / 2);
@@ -397,24 +396,38 @@ fn count_interleaved(partial: &mut [[u32; 256]; 4], pixels: &[u8]) {
     }
 }
 
-/// The ink value of each gray level: ink = 1, background = 0; binary when `binarize`,
-/// else the intensity with the paper's polarity removed (dark ink on white gives
-/// 1 − level/255). A table, so the image is never converted to floats as a whole.
-fn ink_levels(split: &InkSplit, binarize: bool) -> [f32; 256] {
-    std::array::from_fn(|level| {
-        let p = level as u8;
-        if binarize {
-            if split.is_ink(p) {
-                1.0
+/// How each gray level reads as ink.
+#[derive(Debug, Clone)]
+struct InkReading {
+    /// The ink value of each level: ink = 1, background = 0; binary when binarizing,
+    /// else the intensity with the paper's polarity removed (dark ink on white gives
+    /// 1 − level/255). A table, so the image is never converted to floats as a whole.
+    values: [f32; 256],
+    /// The levels whose value is 0, tested without the table.
+    paper: Paper,
+}
+
+impl InkReading {
+    fn new(split: &InkSplit, binarize: bool) -> Self {
+        let values = std::array::from_fn(|level| {
+            let p = level as u8;
+            if binarize {
+                if split.is_ink(p) {
+                    1.0
+                } else {
+                    0.0
+                }
+            } else if split.ink_is_dark {
+                1.0 - f32::from(p) / 255.0
             } else {
-                0.0
+                f32::from(p) / 255.0
             }
-        } else if split.ink_is_dark {
-            1.0 - f32::from(p) / 255.0
-        } else {
-            f32::from(p) / 255.0
+        });
+        Self {
+            values,
+            paper: Paper::new(split, binarize),
         }
-    })
+    }
 }
 
 /// A half-open pixel rectangle; may reach outside the image (margins), where the
@@ -562,13 +575,10 @@ impl Paper {
 /// plain weighted sum, bit for bit, at a fraction of the work on a mostly blank page.
 fn resize_area(
     pixels: &[u8],
-    ink: &[f32; 256],
-    paper: Paper,
-    width: usize,
-    height: usize,
+    (width, height): (usize, usize),
+    ink: &InkReading,
     region: &InkBox,
-    out_w: usize,
-    out_h: usize,
+    (out_w, out_h): (usize, usize),
 ) -> Vec<f32> {
     // The region's columns inside the image, and for each the outputs it feeds, in
     // output order: `spread[reach[x]..reach[x + 1]]` for column `x_lo + x`.
@@ -610,11 +620,11 @@ fn resize_area(
         let src = &pixels[y as usize * width..][x_lo..x_hi];
         let dst = &mut horizontal[ry * out_w..][..out_w];
         for (r, run) in src.chunks(RUN).enumerate() {
-            if paper.is_all_paper(run) {
+            if ink.paper.is_all_paper(run) {
                 continue;
             }
             for (i, &p) in run.iter().enumerate() {
-                let value = ink[p as usize];
+                let value = ink.values[p as usize];
                 if value == 0.0 {
                     continue;
                 }
@@ -1091,7 +1101,7 @@ mod tests {
             let paper_level = if dark_paper { 0 } else { 255 };
             let pixels = sparse_page(w, h, paper_level, &strokes);
             let Some(split) = otsu_split(&pixels) else { return Ok(()) };
-            let ink = ink_levels(&split, binarize);
+            let ink = InkReading::new(&split, binarize);
             let full = InkBox { x0: 0, y0: 0, x1: w as i64, y1: h as i64 };
             let region = if crop {
                 let Some(found) = ink_bounding_box(&pixels, w, &split) else { return Ok(()) };
@@ -1099,8 +1109,8 @@ mod tests {
             } else {
                 full
             };
-            let fast = resize_area(&pixels, &ink, Paper::new(&split, binarize), w, h, &region, out_w, out_h);
-            let plain = gathered_resize(&pixels, &ink, (w, h), &region, (out_w, out_h));
+            let fast = resize_area(&pixels, (w, h), &ink, &region, (out_w, out_h));
+            let plain = gathered_resize(&pixels, &ink.values, (w, h), &region, (out_w, out_h));
             let (fast, plain): (Vec<u32>, Vec<u32>) = (
                 fast.iter().map(|v| v.to_bits()).collect(),
                 plain.iter().map(|v| v.to_bits()).collect(),
