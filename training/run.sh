@@ -41,7 +41,8 @@ PY="$here/.venv/bin/python"
 EPOCHS="${EPOCHS:-30}"
 SEED="${SEED:-7}"
 DEVICE="${DEVICE:-auto}"
-# the shipped weights were trained with 1 thread; the same count reproduces them bit for bit
+# the shipped weights were trained with 1 thread; on one machine the same count gives the same
+# weights every run (another CPU or thread count moves the figures within noise: EXPERIMENTS.md)
 THREADS="${THREADS:-1}"
 export TWIN_ORT_DYLIB="${TWIN_ORT_DYLIB:-$repo/runtime/libonnxruntime.so}"
 

@@ -81,9 +81,12 @@ that were compared on the validation writers: `training/EXPERIMENTS.md`.
 training/setup.sh          # training/.venv with PyTorch (CPU wheel from PyPI)
 THREADS={threads} training/run.sh all   # preprocess → train → export → calibrate → evaluate → card
 ```
-Seeded (seed {seed}); the same thread count ({threads}) and torch build ({torch}) give the same
-weights; other thread counts change float summation order and the figures move within noise
-(the 10 validation writers make the epoch-to-epoch validation EER swing by a few points).
+Seeded (seed {seed}): on one machine the same thread count ({threads}) and torch build ({torch})
+give the same weights run after run. Another CPU (other vector kernels) or thread count changes
+float rounding, the runs part ways after a few epochs, and the figures move within noise
+(`training/EXPERIMENTS.md`, "Reproduction", compares a rerun on another machine with the shipped
+model). The 10 validation writers make the validation EER swing by a few points from epoch to
+epoch, and the test FAR measured at the thresholds they calibrate with it.
 """
 
 
