@@ -165,6 +165,28 @@ impl Shared {
         queue.running = queue.running.saturating_sub(images);
     }
 
+    /// One ONNX run of `count` stacked images on a borrowed session, which is given back
+    /// before the run is counted and observed.
+    fn run(
+        &self,
+        mut session: MutexGuard<'_, ModelSession>,
+        input: &[f32],
+        count: usize,
+        express: bool,
+    ) -> Result<Vec<f32>, EmbedError> {
+        let started = Instant::now();
+        let result = session.run(input, count);
+        drop(session);
+        self.finished(count);
+        self.count_run(BatchRun {
+            images: count,
+            express,
+            ok: result.is_ok(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        result
+    }
+
     fn count_run(&self, run: BatchRun) {
         let counters = &self.counters;
         counters.batches.fetch_add(1, Ordering::Relaxed);
@@ -316,7 +338,7 @@ impl Batcher {
         // Any slot would do: the lane only opens when no batch is queued or running, and a
         // session thread whose slot is lent waits for that one run.
         let slot = shared.slots.last()?;
-        let mut session = match slot.try_lock() {
+        let session = match slot.try_lock() {
             Ok(session) => session,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return None,
@@ -329,16 +351,7 @@ impl Batcher {
             queue.running += count;
             queue.note_outstanding(Instant::now());
         }
-        let started = Instant::now();
-        let result = session.run(tensors, count);
-        drop(session);
-        shared.finished(count);
-        shared.count_run(BatchRun {
-            images: count,
-            express: true,
-            ok: result.is_ok(),
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        let result = shared.run(session, tensors, count, true);
         Some(result.map(|output| {
             output
                 .chunks_exact(shared.embedding_size)
@@ -397,19 +410,10 @@ fn session_loop(shared: &Shared, index: usize) {
             input.extend_from_slice(&job.tensors);
         }
         // Free unless the express lane borrowed it for one run: then this waits for that.
-        let mut session = shared.slots[index]
+        let session = shared.slots[index]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let started = Instant::now();
-        let result = session.run(&input, count);
-        drop(session);
-        shared.finished(count);
-        shared.count_run(BatchRun {
-            images: count,
-            express: false,
-            ok: result.is_ok(),
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        let result = shared.run(session, &input, count, false);
         match result {
             Ok(output) => {
                 let mut rows = output.chunks_exact(shared.embedding_size);

@@ -27,6 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use twin_core::config::EmbedConfig;
 use twin_core::manifest::ModelManifest;
 use twin_core::preprocess::{preprocess_image, ImageLimits, PreprocessError};
@@ -258,27 +259,14 @@ impl Embedder {
     }
 
     fn preprocess_job(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, EncodedError> {
-        images
-            .iter()
-            .enumerate()
-            .map(|(index, image)| {
-                self.preprocess(image)
-                    .map_err(|source| EncodedError::Image { index, source })
-            })
-            .collect()
+        label_by_position(images.iter().map(|image| self.preprocess(image)))
     }
 
     /// [`Embedder::embed_encoded`] on this thread: preprocessing, then the express lane
     /// if it is still free, else the queue (waiting here).
     fn embed_encoded_here(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, EncodedError> {
         // The batcher is idle, so the other cores are too: a pair is preprocessed on two.
-        let stacked = self
-            .preprocess_many(images)
-            .into_iter()
-            .enumerate()
-            .map(|(index, tensor)| tensor.map_err(|source| EncodedError::Image { index, source }))
-            .collect::<Result<Vec<_>, _>>()?
-            .concat();
+        let stacked = label_by_position(self.preprocess_many(images))?.concat();
         let count = images.len();
         if let Some(result) = self.inner.batcher.run_express(&stacked, count) {
             return Ok(result?);
@@ -296,23 +284,21 @@ impl Embedder {
         Ok(())
     }
 
-    /// Queues one job and blocks this thread until it is answered.
+    /// Queues one job and blocks this thread until it is answered (outside the async
+    /// executor: a plain thread, `spawn_blocking` or `block_in_place`).
     fn submit_and_wait(
         &self,
         tensors: Vec<f32>,
         count: usize,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.submit_blocking(tensors, count)
-            .recv()
+        self.submit(tensors, count)
+            .blocking_recv()
             .map_err(|_| EmbedError::Closed)?
     }
 
-    fn submit_blocking(
-        &self,
-        tensors: Vec<f32>,
-        count: usize,
-    ) -> std::sync::mpsc::Receiver<Result<Vec<Vec<f32>>, EmbedError>> {
-        let (tx, rx) = std::sync::mpsc::channel();
+    /// Queues one job; the receiver gets its answer, awaited or received blocking.
+    fn submit(&self, tensors: Vec<f32>, count: usize) -> oneshot::Receiver<JobResult> {
+        let (tx, rx) = oneshot::channel();
         self.inner.batcher.submit(
             tensors,
             count,
@@ -336,20 +322,14 @@ impl Embedder {
         for tensor in &tensors {
             self.check_len(tensor)?;
         }
-        let stacked = if count == 1 {
-            tensors.into_iter().flatten().collect()
-        } else {
-            tensors.concat()
+        // A lone image is queued as it is, without a copy.
+        let stacked = match <[Vec<f32>; 1]>::try_from(tensors) {
+            Ok([tensor]) => tensor,
+            Err(tensors) => tensors.concat(),
         };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.inner.batcher.submit(
-            stacked,
-            count,
-            Box::new(move |result| {
-                let _ = tx.send(result);
-            }),
-        );
-        rx.await.map_err(|_| EmbedError::Closed)?
+        self.submit(stacked, count)
+            .await
+            .map_err(|_| EmbedError::Closed)?
     }
 
     /// Decodes, preprocesses and embeds one encoded image ([`Embedder::embed_encoded`]);
@@ -371,11 +351,11 @@ impl Embedder {
         }
         let pending: Vec<_> = tensors
             .chunks(self.max_batch())
-            .map(|chunk| self.submit_blocking(chunk.concat(), chunk.len()))
+            .map(|chunk| self.submit(chunk.concat(), chunk.len()))
             .collect();
         let mut out = Vec::with_capacity(tensors.len());
         for rx in pending {
-            out.extend(rx.recv().map_err(|_| EmbedError::Closed)??);
+            out.extend(rx.blocking_recv().map_err(|_| EmbedError::Closed)??);
         }
         Ok(out)
     }
@@ -409,7 +389,22 @@ fn on_multi_thread_runtime() -> bool {
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
-fn single(result: Result<Vec<Vec<f32>>, EmbedError>) -> Result<Vec<f32>, EmbedError> {
+/// The embeddings of one batcher job, in order.
+type JobResult = Result<Vec<Vec<f32>>, EmbedError>;
+
+/// Preprocessing results of a job's images, the first failure labelled with its image's
+/// position.
+fn label_by_position(
+    results: impl IntoIterator<Item = Result<Vec<f32>, PreprocessError>>,
+) -> Result<Vec<Vec<f32>>, EncodedError> {
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(index, tensor)| tensor.map_err(|source| EncodedError::Image { index, source }))
+        .collect()
+}
+
+fn single(result: JobResult) -> Result<Vec<f32>, EmbedError> {
     result?
         .pop()
         .ok_or_else(|| EmbedError::Inference("the batch returned no embedding".to_owned()))
