@@ -65,7 +65,7 @@ pub struct EmbedConfig {
     pub max_wait_us: u64,
     /// Number of ONNX sessions (0 = sized to the hardware).
     pub sessions: usize,
-    /// Intra-op threads per session (0 = sized to the hardware).
+    /// Intra-op threads per session (0 = 1; parallelism comes from the sessions).
     pub intra_threads: usize,
     /// Largest encoded image accepted, in bytes.
     pub max_image_bytes: usize,

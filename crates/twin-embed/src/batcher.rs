@@ -11,13 +11,15 @@
 //! on every request and leave all but one session idle whenever the callers are fewer
 //! than `max_batch` × sessions. `max_wait` remains the bound on any request's wait.
 //!
-//! The express lane: when nothing is queued or running, a caller may run its job on its
-//! own thread with an idle session ([`Batcher::run_express`]) instead of handing it to a
-//! session thread and being woken with the answer. On a small machine each hand-off
-//! costs a wake-up of an idle thread (measured on the 2-core VM with `perf sched`:
-//! 0.11–0.15 ms on average per wake-up, several per request), which a lone caller pays
-//! for nothing: there is no one to batch with. Under load the queue is never empty, so
-//! the express lane is never taken and batching works as above.
+//! The express lane: when nothing is queued or running, a caller may borrow the idle
+//! sessions ([`Batcher::express`]) and run its job on its own thread(s) instead of
+//! handing it to a session thread and being woken with the answer. On a small machine
+//! each hand-off costs a wake-up of an idle thread (measured on the 2-core VM with
+//! `perf sched`: 0.11–0.15 ms on average per wake-up, several per request), which a lone
+//! caller pays for nothing: there is no one to batch with. With several sessions the
+//! caller spreads its images over them (a verification pair: one image per session, on
+//! two threads). Under load the queue is never empty, so the express lane is never taken
+//! and batching works as above.
 //!
 //! Session threads are plain OS threads (ONNX runs block for milliseconds and must not
 //! sit on the async executor). Requests are preprocessed before they are queued, so a bad
@@ -158,26 +160,24 @@ impl Shared {
         (queue.peak.max(queue.previous_peak) / self.sessions).clamp(1, self.max_batch)
     }
 
-    /// Called by a session thread when its run is over (before it answers, so answered
-    /// callers that come straight back are not counted twice).
+    /// Called when a run (session thread) or a loan (express lane) is over, before its
+    /// callers are answered, so that answered callers who come straight back are not
+    /// counted twice.
     fn finished(&self, images: usize) {
         let mut queue = self.lock();
         queue.running = queue.running.saturating_sub(images);
     }
 
-    /// One ONNX run of `count` stacked images on a borrowed session, which is given back
-    /// before the run is counted and observed.
+    /// One ONNX run of `count` stacked images, counted and observed.
     fn run(
         &self,
-        mut session: MutexGuard<'_, ModelSession>,
+        session: &mut ModelSession,
         input: &[f32],
         count: usize,
         express: bool,
     ) -> Result<Vec<f32>, EmbedError> {
         let started = Instant::now();
         let result = session.run(input, count);
-        drop(session);
-        self.finished(count);
         self.count_run(BatchRun {
             images: count,
             express,
@@ -326,38 +326,37 @@ impl Batcher {
         queue.jobs.is_empty() && queue.running == 0
     }
 
-    /// Runs `count` images on the calling thread when the batcher is idle (nothing
-    /// queued, nothing running) and a session is free; `None` when it is not, and the
-    /// caller should [`Batcher::submit`] instead. Blocks for one ONNX run.
-    pub(crate) fn run_express(
-        &self,
-        tensors: &[f32],
-        count: usize,
-    ) -> Option<Result<Vec<Vec<f32>>, EmbedError>> {
-        let shared = &self.shared;
-        // Any slot would do: the lane only opens when no batch is queued or running, and a
-        // session thread whose slot is lent waits for that one run.
-        let slot = shared.slots.last()?;
-        let session = match slot.try_lock() {
-            Ok(session) => session,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
-        {
-            let mut queue = shared.lock();
-            if queue.closed || !queue.jobs.is_empty() || queue.running > 0 {
-                return None;
+    /// Lends the idle sessions, up to one per image, to a caller with `images` images
+    /// when nothing is queued or running; `None` when the batcher is busy (or a session
+    /// is lent already), and the caller should [`Batcher::submit`] instead. The images
+    /// count as running until the loan is dropped.
+    pub(crate) fn express(&self, images: usize) -> Option<ExpressLoan<'_>> {
+        let shared = &*self.shared;
+        let mut sessions = Vec::new();
+        // From the last slot down: a session thread that wakes for a batch meanwhile
+        // takes its own slot and waits for this loan only if it is one of the lent.
+        for slot in shared.slots.iter().rev().take(images.max(1)) {
+            match slot.try_lock() {
+                Ok(session) => sessions.push(session),
+                Err(TryLockError::Poisoned(poisoned)) => sessions.push(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => break,
             }
-            queue.running += count;
-            queue.note_outstanding(Instant::now());
         }
-        let result = shared.run(session, tensors, count, true);
-        Some(result.map(|output| {
-            output
-                .chunks_exact(shared.embedding_size)
-                .map(<[f32]>::to_vec)
-                .collect()
-        }))
+        if sessions.is_empty() {
+            return None;
+        }
+        let mut queue = shared.lock();
+        if queue.closed || !queue.jobs.is_empty() || queue.running > 0 {
+            return None;
+        }
+        queue.running += images;
+        queue.note_outstanding(Instant::now());
+        drop(queue);
+        Some(ExpressLoan {
+            shared,
+            sessions,
+            images,
+        })
     }
 
     pub(crate) fn max_batch(&self) -> usize {
@@ -401,6 +400,50 @@ impl Drop for Batcher {
     }
 }
 
+/// Idle sessions lent to one caller ([`Batcher::express`]); given back when dropped.
+pub(crate) struct ExpressLoan<'a> {
+    shared: &'a Shared,
+    sessions: Vec<MutexGuard<'a, ModelSession>>,
+    images: usize,
+}
+
+impl ExpressLoan<'_> {
+    /// The lent sessions, each to run on its own thread.
+    pub(crate) fn runners(&mut self) -> Vec<ExpressRunner<'_>> {
+        let shared = self.shared;
+        self.sessions
+            .iter_mut()
+            .map(|session| ExpressRunner {
+                shared,
+                session: &mut **session,
+            })
+            .collect()
+    }
+}
+
+impl Drop for ExpressLoan<'_> {
+    fn drop(&mut self) {
+        self.shared.finished(self.images);
+    }
+}
+
+/// One lent session.
+pub(crate) struct ExpressRunner<'a> {
+    shared: &'a Shared,
+    session: &'a mut ModelSession,
+}
+
+impl ExpressRunner<'_> {
+    /// One ONNX run of `count` stacked images: their embeddings, in order.
+    pub(crate) fn run(&mut self, tensors: &[f32], count: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let output = self.shared.run(self.session, tensors, count, true)?;
+        Ok(output
+            .chunks_exact(self.shared.embedding_size)
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}
+
 fn session_loop(shared: &Shared, index: usize) {
     let mut input = Vec::new();
     while let Some(jobs) = shared.next_batch() {
@@ -409,11 +452,16 @@ fn session_loop(shared: &Shared, index: usize) {
         for job in &jobs {
             input.extend_from_slice(&job.tensors);
         }
-        // Free unless the express lane borrowed it for one run: then this waits for that.
-        let session = shared.slots[index]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let result = shared.run(session, &input, count, false);
+        // Free unless the express lane borrowed it: then this waits for that loan.
+        let result = shared.run(
+            &mut shared.slots[index]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            &input,
+            count,
+            false,
+        );
+        shared.finished(count);
         match result {
             Ok(output) => {
                 let mut rows = output.chunks_exact(shared.embedding_size);

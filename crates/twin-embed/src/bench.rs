@@ -229,28 +229,55 @@ pub fn json_fields(
     fields
 }
 
-/// The raw baseline: standalone sessions of the embedder's model (as many as its pool,
-/// same provider and intra-op threads) running fixed batches straight through
-/// [`ModelSession::run`](crate::ModelSession::run) — no batcher, no preprocessing, no
-/// async runtime. `twin bench embed` and `twin bench verify` both measure against it.
+/// The raw baseline: standalone sessions of the embedder's model running fixed batches
+/// straight through [`ModelSession::run`](crate::ModelSession::run) — no batcher, no
+/// preprocessing, no async runtime. `twin bench embed` and `twin bench verify` both
+/// measure against it. [`RawLane::new`] has the pool's shape (as many sessions, same
+/// provider and intra-op threads); [`RawLane::wide`] is one session with a thread per
+/// core, the other way to spend the machine on one model.
 pub struct RawLane {
     sessions: Vec<crate::ModelSession>,
+    shape: PoolSize,
 }
 
 impl std::fmt::Debug for RawLane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawLane")
-            .field("sessions", &self.sessions.len())
+            .field("shape", &self.shape)
             .finish()
     }
 }
 
 impl RawLane {
+    /// Sessions shaped like the embedder's pool.
     pub fn new(embedder: &Embedder) -> Result<Self, EmbedError> {
-        let sessions = (0..embedder.pool().sessions.max(1))
-            .map(|_| embedder.standalone_session())
+        let shape = embedder.pool();
+        Self::shaped(embedder, shape)
+    }
+
+    /// One session with an intra-op thread per core; `None` when that is the pool's shape
+    /// already.
+    pub fn wide(embedder: &Embedder) -> Result<Option<Self>, EmbedError> {
+        let shape = PoolSize {
+            sessions: 1,
+            intra_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if shape == embedder.pool() {
+            return Ok(None);
+        }
+        Self::shaped(embedder, shape).map(Some)
+    }
+
+    fn shaped(embedder: &Embedder, shape: PoolSize) -> Result<Self, EmbedError> {
+        let sessions = (0..shape.sessions.max(1))
+            .map(|_| embedder.standalone_session(shape.intra_threads))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { sessions })
+        Ok(Self { sessions, shape })
+    }
+
+    /// Sessions and intra-op threads of this lane.
+    pub fn shape(&self) -> PoolSize {
+        self.shape
     }
 
     /// Every session runs `batch` (`size` images stacked) back to back on its own
@@ -264,20 +291,69 @@ impl RawLane {
         let images = AtomicU64::new(0);
         let start = Instant::now();
         let deadline = start + duration;
-        let results: Vec<Result<(), EmbedError>> = std::thread::scope(|scope| {
+        self.on_sessions(self.sessions.len(), |_, session| {
+            while Instant::now() < deadline {
+                session.run(batch, size)?;
+                images.fetch_add(size as u64, Ordering::Relaxed);
+            }
+            Ok(Vec::new())
+        })?;
+        Ok(images.into_inner() as f64 / start.elapsed().as_secs_f64())
+    }
+
+    /// The latency of embedding `size` stacked images at once, the way the lane would
+    /// spread them: one share per session (a pair on two sessions: one image each),
+    /// every share run at the same time, back to back for `duration` (at least once),
+    /// cycling through `batches` (each `size` images stacked). Returns every run's time:
+    /// a lower bound of the spread job's, which waits for its slowest share and for the
+    /// hand-off between threads.
+    pub fn spread_run_times(
+        &mut self,
+        batches: &[Vec<f32>],
+        size: usize,
+        duration: Duration,
+    ) -> Result<Vec<Duration>, EmbedError> {
+        let Some(image_len) = batches.first().map(|b| b.len() / size.max(1)) else {
+            return Ok(Vec::new());
+        };
+        let shares = self.sessions.len().min(size).max(1);
+        let per_share = size.div_ceil(shares);
+        let deadline = Instant::now() + duration;
+        let times = self.on_sessions(shares, |index, session| {
+            // This session's share of every batch.
+            let first = (index * per_share).min(size);
+            let count = per_share.min(size - first);
+            let parts: Vec<&[f32]> = batches
+                .iter()
+                .map(|b| &b[first * image_len..(first + count) * image_len])
+                .collect();
+            let mut times = Vec::new();
+            for part in parts.iter().cycle() {
+                let started = Instant::now();
+                session.run(part, count)?;
+                times.push(started.elapsed());
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            Ok(times)
+        })?;
+        Ok(times.concat())
+    }
+
+    /// Runs `work` on the first `count` sessions at once, each on its own thread.
+    fn on_sessions<F>(&mut self, count: usize, work: F) -> Result<Vec<Vec<Duration>>, EmbedError>
+    where
+        F: Fn(usize, &mut crate::ModelSession) -> Result<Vec<Duration>, EmbedError> + Sync,
+    {
+        let work = &work;
+        std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .sessions
                 .iter_mut()
-                .map(|session| {
-                    let images = &images;
-                    scope.spawn(move || {
-                        while Instant::now() < deadline {
-                            session.run(batch, size)?;
-                            images.fetch_add(size as u64, Ordering::Relaxed);
-                        }
-                        Ok(())
-                    })
-                })
+                .take(count)
+                .enumerate()
+                .map(|(index, session)| scope.spawn(move || work(index, session)))
                 .collect();
             handles
                 .into_iter()
@@ -287,35 +363,7 @@ impl RawLane {
                     })
                 })
                 .collect()
-        });
-        for result in results {
-            result?;
-        }
-        Ok(images.into_inner() as f64 / start.elapsed().as_secs_f64())
-    }
-
-    /// One session alone (the others idle) runs `batch` back to back for `duration`, at
-    /// least once; how long each run took: the latency of one inference of that batch.
-    pub fn run_times(
-        &mut self,
-        batch: &[f32],
-        size: usize,
-        duration: Duration,
-    ) -> Result<Vec<Duration>, EmbedError> {
-        let session = self
-            .sessions
-            .first_mut()
-            .ok_or_else(|| EmbedError::Session("the raw lane has no session".into()))?;
-        let deadline = Instant::now() + duration;
-        let mut times = Vec::new();
-        loop {
-            let started = Instant::now();
-            session.run(batch, size)?;
-            times.push(started.elapsed());
-            if Instant::now() >= deadline {
-                return Ok(times);
-            }
-        }
+        })
     }
 }
 

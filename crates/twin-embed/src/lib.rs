@@ -67,6 +67,9 @@ struct Inner {
     config: EmbedConfig,
     runtime: &'static runtime::Runtime,
     batcher: Batcher,
+    /// Threads that take the other shares of a job spread over the cores (see
+    /// [`on_threads`]).
+    helpers: rayon::ThreadPool,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -85,16 +88,12 @@ impl Embedder {
     pub fn load(dir: &Path, config: &EmbedConfig) -> Result<Self, EmbedError> {
         let runtime = runtime::runtime(&config.ort_library)?;
         let model = ModelFiles::load(dir)?;
-        let first_intra = PoolSize::plan(
-            config,
-            &ActiveProvider {
-                name: "cpu",
-                reason: String::new(),
-            },
-        )
-        .intra_threads;
-        let (mut first, provider) =
-            ModelSession::create_first(runtime, &model, config.provider, first_intra)?;
+        let (mut first, provider) = ModelSession::create_first(
+            runtime,
+            &model,
+            config.provider,
+            PoolSize::intra_threads(config),
+        )?;
         let pool = PoolSize::plan(config, &provider);
         if provider.name == "cuda" {
             tracing::info!(model = %model.manifest.name, provider = provider.name, reason = %provider.reason, "embedding provider chosen");
@@ -131,8 +130,10 @@ impl Embedder {
         if !model.manifest.trained {
             tracing::warn!(model = %model.manifest.name, "model is UNTRAINED (development only); its decisions are meaningless");
         }
+        let helpers = start_helpers()?;
         Ok(Self {
             inner: Arc::new(Inner {
+                helpers,
                 limits: ImageLimits::from(config),
                 model,
                 provider,
@@ -192,44 +193,25 @@ impl Embedder {
     ) -> Vec<Result<Vec<f32>, PreprocessError>> {
         let lanes = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(images.len());
-        if lanes <= 1 {
-            return images.iter().map(|i| self.preprocess(i.as_ref())).collect();
-        }
-        let chunk = images.len().div_ceil(lanes);
-        let preprocess_part = |part: &[I]| {
+            .min(images.len())
+            .max(1);
+        let parts: Vec<&[I]> = images.chunks(images.len().div_ceil(lanes).max(1)).collect();
+        on_threads(&self.inner.helpers, parts, |part| {
             part.iter()
                 .map(|i| self.preprocess(i.as_ref()))
                 .collect::<Vec<_>>()
-        };
-        std::thread::scope(|scope| {
-            // The first part on this thread: one thread fewer to start and wake.
-            let (first, rest) = images.split_at(chunk);
-            let others: Vec<_> = rest
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || preprocess_part(part)))
-                .collect();
-            let mut results = preprocess_part(first);
-            for part in others {
-                // Preprocessing returns typed errors and does not panic; should a bug
-                // make it panic anyway, the panic is the caller's to see.
-                results.extend(
-                    part.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                );
-            }
-            results
         })
+        .concat()
     }
 
-    /// A new session on the same model, provider and thread settings, outside the pool
-    /// (the benchmark's raw baseline).
-    pub fn standalone_session(&self) -> Result<ModelSession, EmbedError> {
+    /// A new session on the same model and provider with `intra_threads` threads, outside
+    /// the pool (the benchmarks' raw baselines).
+    pub fn standalone_session(&self, intra_threads: usize) -> Result<ModelSession, EmbedError> {
         ModelSession::create_like(
             self.inner.runtime,
             &self.inner.model,
             &self.inner.provider,
-            self.inner.pool.intra_threads,
+            intra_threads,
         )
     }
 
@@ -239,16 +221,28 @@ impl Embedder {
     }
 
     /// Decodes, preprocesses and embeds encoded images as ONE job, in order (a
-    /// verification pair, a probe). A caller that finds the batcher idle does all of it
-    /// on its own thread, in tokio's `block_in_place`: the express lane, with no hand-off
-    /// to another thread that would have to be woken (see the batcher). Otherwise the
-    /// images are preprocessed on the blocking pool and join the micro-batcher's queue.
-    /// Must be called within a tokio runtime.
+    /// verification pair, a probe). A caller that finds the batcher idle takes the
+    /// express lane: the job goes to the helper threads, which borrow the idle sessions
+    /// and give each its share of the images (a pair: one image per session) to
+    /// preprocess and embed at once — with single-threaded sessions a pair costs one
+    /// image's time. Otherwise the images are preprocessed on the blocking pool and join
+    /// the micro-batcher's queue. Must be called within a tokio runtime.
     pub async fn embed_encoded(&self, images: Vec<Vec<u8>>) -> Result<Vec<Vec<f32>>, EncodedError> {
         self.check_job_size(images.len())?;
-        if self.inner.batcher.is_idle() && on_multi_thread_runtime() {
-            return tokio::task::block_in_place(|| self.embed_encoded_here(&images));
-        }
+        let images = if self.inner.batcher.is_idle() {
+            let (tx, rx) = oneshot::channel();
+            let this = self.clone();
+            self.inner.helpers.spawn(move || {
+                let _ = tx.send(this.try_express(images));
+            });
+            match rx.await {
+                Ok(Express::Done(result)) => return result,
+                Ok(Express::Busy(images)) => images,
+                Err(_) => return Err(EmbedError::Inference(HELPER_FAILED.to_owned()).into()),
+            }
+        } else {
+            images
+        };
         // One blocking task for the job's images: under load, parallelism comes from the
         // many concurrent jobs, and every extra task is one more thread to wake.
         let this = self.clone();
@@ -259,19 +253,30 @@ impl Embedder {
     }
 
     fn preprocess_job(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, EncodedError> {
-        label_by_position(images.iter().map(|image| self.preprocess(image)))
+        label_by_position(0, images.iter().map(|image| self.preprocess(image)))
     }
 
-    /// [`Embedder::embed_encoded`] on this thread: preprocessing, then the express lane
-    /// if it is still free, else the queue (waiting here).
-    fn embed_encoded_here(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, EncodedError> {
-        // The batcher is idle, so the other cores are too: a pair is preprocessed on two.
-        let stacked = label_by_position(self.preprocess_many(images))?.concat();
-        let count = images.len();
-        if let Some(result) = self.inner.batcher.run_express(&stacked, count) {
-            return Ok(result?);
-        }
-        Ok(self.submit_and_wait(stacked, count)?)
+    /// The express lane, on a helper thread: borrows the idle sessions and spreads the
+    /// images over them, each session's share preprocessed and embedded on a helper of
+    /// its own; [`Express::Busy`] when the sessions are no longer idle.
+    fn try_express(&self, images: Vec<Vec<u8>>) -> Express {
+        let Some(mut loan) = self.inner.batcher.express(images.len()) else {
+            return Express::Busy(images);
+        };
+        let runners = loan.runners();
+        let share = images.len().div_ceil(runners.len());
+        let parts: Vec<_> = runners.into_iter().zip(images.chunks(share)).enumerate().collect();
+        let embedded = on_threads(&self.inner.helpers, parts, |(n, (mut runner, part))| {
+            let tensors = label_by_position(n * share, part.iter().map(|i| self.preprocess(i)))?;
+            Ok::<_, EncodedError>(runner.run(&tensors.concat(), part.len())?)
+        });
+        drop(loan);
+        Express::Done(
+            embedded
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map(|shares| shares.concat()),
+        )
     }
 
     fn check_job_size(&self, count: usize) -> Result<(), EmbedError> {
@@ -282,18 +287,6 @@ impl Embedder {
             )));
         }
         Ok(())
-    }
-
-    /// Queues one job and blocks this thread until it is answered (outside the async
-    /// executor: a plain thread, `spawn_blocking` or `block_in_place`).
-    fn submit_and_wait(
-        &self,
-        tensors: Vec<f32>,
-        count: usize,
-    ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.submit(tensors, count)
-            .blocking_recv()
-            .map_err(|_| EmbedError::Closed)?
     }
 
     /// Queues one job; the receiver gets its answer, awaited or received blocking.
@@ -382,25 +375,84 @@ impl Embedder {
     }
 }
 
-/// `block_in_place` needs tokio's multi-thread runtime (it panics on a current-thread one,
-/// as `#[tokio::test]` starts by default).
-fn on_multi_thread_runtime() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+/// What the express lane did with a job.
+enum Express {
+    Done(Result<Vec<Vec<f32>>, EncodedError>),
+    /// The sessions were busy by the time the helper looked: the images, to be queued.
+    Busy(Vec<Vec<u8>>),
 }
+
+const HELPER_FAILED: &str = "an embedding helper thread failed (see the error log)";
 
 /// The embeddings of one batcher job, in order.
 type JobResult = Result<Vec<Vec<f32>>, EmbedError>;
 
-/// Preprocessing results of a job's images, the first failure labelled with its image's
-/// position.
+/// Preprocessing results of a job's images from position `first` on, the first failure
+/// labelled with its image's position.
 fn label_by_position(
+    first: usize,
     results: impl IntoIterator<Item = Result<Vec<f32>, PreprocessError>>,
 ) -> Result<Vec<Vec<f32>>, EncodedError> {
     results
         .into_iter()
-        .enumerate()
-        .map(|(index, tensor)| tensor.map_err(|source| EncodedError::Image { index, source }))
+        .zip(first..)
+        .map(|(tensor, index)| tensor.map_err(|source| EncodedError::Image { index, source }))
+        .collect()
+}
+
+/// One helper thread per core the process may use, each pinned to its core.
+///
+/// Why pinned: a job spread over the cores (a verification pair on two sessions) waits
+/// for its slowest share, and a thread woken while the other cores are busy for a few
+/// microseconds is queued behind whatever runs where it woke — on a 2-core VM, often
+/// the other share's 1 ms inference (`perf sched` showed the second share waiting
+/// 1.5 ms beside an idle core). A helper pinned to its own core starts as soon as that
+/// core is free. Where pinning is not possible the helpers simply float.
+fn start_helpers() -> Result<rayon::ThreadPool, EmbedError> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let count = match cores.len() {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(count)
+        .thread_name(|index| format!("twin-embed-helper-{index}"))
+        .start_handler(move |index| {
+            if let Some(core) = cores.get(index) {
+                if !core_affinity::set_for_current(*core) {
+                    tracing::debug!(helper = index, core = core.id, "helper thread not pinned");
+                }
+            }
+        })
+        .panic_handler(|_| tracing::error!("{HELPER_FAILED}: it panicked"))
+        .build()
+        .map_err(|e| EmbedError::Session(format!("cannot start the helper threads: {e}")))
+}
+
+/// Runs `work` on every item on the helper threads, at once; results in order. Called
+/// from a helper, the first item runs right there.
+fn on_threads<T: Send, R: Send>(
+    helpers: &rayon::ThreadPool,
+    items: Vec<T>,
+    work: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return Vec::new();
+    };
+    let others: Vec<T> = items.collect();
+    let mut results: Vec<Option<R>> = others.iter().map(|_| None).collect();
+    let work = &work;
+    let first = helpers.scope(|scope| {
+        for (item, result) in others.into_iter().zip(results.iter_mut()) {
+            scope.spawn(move |_| *result = Some(work(item)));
+        }
+        work(first)
+    });
+    std::iter::once(first)
+        // The scope returns once every spawned item is done (and re-raises any panic of
+        // theirs), so each result is there.
+        .chain(results.into_iter().flatten())
         .collect()
 }
 
