@@ -660,9 +660,14 @@ async fn metrics_count_requests_by_code_and_embedding_runs_by_lane() {
         .expect("free port")
         .port();
     let metrics_addr = format!("127.0.0.1:{port}");
-    let serve = serve(&[("TWIN_GATEWAY__METRICS_ADDR", metrics_addr.clone())]).await;
+    // Two sessions whatever the machine: every pair is spread over them.
+    let serve = serve(&[
+        ("TWIN_GATEWAY__METRICS_ADDR", metrics_addr.clone()),
+        ("TWIN_EMBED__SESSIONS", "2".to_owned()),
+    ])
+    .await;
     let mut verification = VerificationClient::new(channel(&serve.process.url()).await);
-    // One caller at a time: every pair is one express run of 2 images.
+    // One caller at a time: every pair is two express runs of 1 image, one per session.
     for index in 0..3 {
         verification
             .verify(authed(
@@ -709,18 +714,18 @@ async fn metrics_count_requests_by_code_and_embedding_runs_by_lane() {
             &text,
             &format!("twin_gateway_embed_runs_total{{lane=\"express\",{model},outcome=\"ok\"}}")
         ),
-        Some(3.0),
+        Some(6.0),
         "{text}"
     );
-    // Three runs of exactly two images: all in the `le="2"` bucket, none in `le="1"`.
+    // Six runs of exactly one image: all in the `le="1"` bucket.
     let bucket = |le: &str| {
         sample(
             &text,
             &format!("twin_gateway_embed_batch_size_bucket{{{model},le=\"{le}\"}}"),
         )
     };
-    assert_eq!(bucket("1"), Some(0.0), "{text}");
-    assert_eq!(bucket("2"), Some(3.0), "{text}");
+    assert_eq!(bucket("1"), Some(6.0), "{text}");
+    assert_eq!(bucket("2"), Some(6.0), "{text}");
     assert_eq!(
         sample(
             &text,

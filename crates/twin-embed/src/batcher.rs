@@ -435,7 +435,11 @@ pub(crate) struct ExpressRunner<'a> {
 
 impl ExpressRunner<'_> {
     /// One ONNX run of `count` stacked images: their embeddings, in order.
-    pub(crate) fn run(&mut self, tensors: &[f32], count: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+    pub(crate) fn run(
+        &mut self,
+        tensors: &[f32],
+        count: usize,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let output = self.shared.run(self.session, tensors, count, true)?;
         Ok(output
             .chunks_exact(self.shared.embedding_size)

@@ -301,22 +301,24 @@ impl RawLane {
         Ok(images.into_inner() as f64 / start.elapsed().as_secs_f64())
     }
 
-    /// The latency of embedding `size` stacked images at once, the way the lane would
-    /// spread them: one share per session (a pair on two sessions: one image each),
-    /// every share run at the same time, back to back for `duration` (at least once),
-    /// cycling through `batches` (each `size` images stacked). Returns every run's time:
-    /// a lower bound of the spread job's, which waits for its slowest share and for the
-    /// hand-off between threads.
-    pub fn spread_run_times(
+    /// The latency of embedding `size` stacked images, spread over `spread` of the
+    /// lane's sessions: one share each (a pair over two sessions: one image each), every
+    /// share run at the same time; with `spread` = 1, one run of the whole batch on one
+    /// session while the others idle. Runs back to back for `duration` (at least once),
+    /// cycling through `batches` (each `size` images stacked). Returns every run's time;
+    /// spread, that is a lower bound of the job's, which waits for its slowest share and
+    /// for the hand-off between threads.
+    pub fn run_times(
         &mut self,
         batches: &[Vec<f32>],
         size: usize,
+        spread: usize,
         duration: Duration,
     ) -> Result<Vec<Duration>, EmbedError> {
         let Some(image_len) = batches.first().map(|b| b.len() / size.max(1)) else {
             return Ok(Vec::new());
         };
-        let shares = self.sessions.len().min(size).max(1);
+        let shares = spread.min(self.sessions.len()).min(size).max(1);
         let per_share = size.div_ceil(shares);
         let deadline = Instant::now() + duration;
         let times = self.on_sessions(shares, |index, session| {

@@ -185,8 +185,9 @@ impl Embedder {
         preprocess_image(image, &m.preprocess, &m.input, &self.inner.limits)
     }
 
-    /// [`Embedder::preprocess`] of many images, spread over the machine's cores; results
-    /// in input order. Blocking: call it from a blocking task or thread.
+    /// [`Embedder::preprocess`] of many images, spread over the helper threads (one part
+    /// per core); results in input order. Blocking: call it from a blocking task or
+    /// thread.
     pub fn preprocess_many<I: AsRef<[u8]> + Sync>(
         &self,
         images: &[I],
@@ -256,26 +257,32 @@ impl Embedder {
         label_by_position(0, images.iter().map(|image| self.preprocess(image)))
     }
 
-    /// The express lane, on a helper thread: borrows the idle sessions and spreads the
-    /// images over them, each session's share preprocessed and embedded on a helper of
-    /// its own; [`Express::Busy`] when the sessions are no longer idle.
+    /// The express lane, on a helper thread: borrows the idle sessions, preprocesses the
+    /// images on the helpers, then gives each session its share to embed, all at once;
+    /// [`Express::Busy`] when the sessions are no longer idle. Every image is
+    /// preprocessed before any session runs, so that a bad image fails the job without
+    /// costing an inference.
     fn try_express(&self, images: Vec<Vec<u8>>) -> Express {
         let Some(mut loan) = self.inner.batcher.express(images.len()) else {
             return Express::Busy(images);
         };
+        let tensors = match label_by_position(0, self.preprocess_many(&images)) {
+            Ok(tensors) => tensors,
+            Err(error) => return Express::Done(Err(error)),
+        };
         let runners = loan.runners();
-        let share = images.len().div_ceil(runners.len());
-        let parts: Vec<_> = runners.into_iter().zip(images.chunks(share)).enumerate().collect();
-        let embedded = on_threads(&self.inner.helpers, parts, |(n, (mut runner, part))| {
-            let tensors = label_by_position(n * share, part.iter().map(|i| self.preprocess(i)))?;
-            Ok::<_, EncodedError>(runner.run(&tensors.concat(), part.len())?)
+        let share = tensors.len().div_ceil(runners.len());
+        let parts: Vec<_> = runners.into_iter().zip(tensors.chunks(share)).collect();
+        let embedded = on_threads(&self.inner.helpers, parts, |(mut runner, part)| {
+            runner.run(&part.concat(), part.len())
         });
         drop(loan);
         Express::Done(
             embedded
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()
-                .map(|shares| shares.concat()),
+                .map(|shares| shares.concat())
+                .map_err(EncodedError::from),
         )
     }
 
