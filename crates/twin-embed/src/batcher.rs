@@ -413,10 +413,7 @@ impl ExpressLoan<'_> {
         let shared = self.shared;
         self.sessions
             .iter_mut()
-            .map(|session| ExpressRunner {
-                shared,
-                session: &mut **session,
-            })
+            .map(|session| ExpressRunner { shared, session })
             .collect()
     }
 }

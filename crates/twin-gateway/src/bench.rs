@@ -477,7 +477,7 @@ pub fn run_verify_bench(
     // chances per round: if anything, that favours the baseline).
     let mut preprocess_ms = f64::INFINITY;
     let mut raw_shapes: Vec<RawFigures> = Vec::new();
-    let mut raw_split: Option<(f64, f64)> = None;
+    let mut raw_split: Option<MedianAndP99> = None;
     let mut raw_phase = |round: usize| -> Result<(), BenchError> {
         preprocess_ms = preprocess_ms.min(median_preprocess_ms(
             &embedder,
@@ -637,6 +637,9 @@ impl RawFigures {
     }
 }
 
+/// Milliseconds.
+type MedianAndP99 = (f64, f64);
+
 /// One run of a pair (a batch of 2) and pairs/s at a batch of 64, on the pool's shape
 /// and on one session with a thread per core; and, with two or more pool sessions, a pair
 /// split over them (median, p99). Lanes are made for this round: their sessions and
@@ -646,7 +649,7 @@ fn measure_raw(
     tensors: &[(Vec<f32>, Vec<f32>)],
     warmup: Duration,
     duration: Duration,
-) -> Result<(Vec<RawFigures>, Option<(f64, f64)>), BenchError> {
+) -> Result<(Vec<RawFigures>, Option<MedianAndP99>), BenchError> {
     let mut lanes = vec![RawLane::new(embedder)?];
     lanes.extend(RawLane::wide(embedder)?);
     // The very pairs the clients send: inference time depends a little on the pixels
@@ -687,7 +690,7 @@ fn pair_times(
     spread: usize,
     warmup: Duration,
     duration: Duration,
-) -> Result<(f64, f64), BenchError> {
+) -> Result<MedianAndP99, BenchError> {
     lane.run_times(pairs, 2, spread, warmup)?;
     let mut times = lane.run_times(pairs, 2, spread, duration)?;
     times.sort_unstable();
