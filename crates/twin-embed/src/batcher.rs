@@ -39,9 +39,9 @@ use crate::session::ModelSession;
 /// Called once with the embeddings of a job's images, in order, or the error.
 pub(crate) type Reply = Box<dyn FnOnce(Result<Vec<Vec<f32>>, EmbedError>) + Send>;
 
-/// One caller's request: `count` images stacked in `tensors`.
+/// One caller's request: `count` images, one tensor each.
 struct Job {
-    tensors: Vec<f32>,
+    tensors: Vec<Vec<f32>>,
     count: usize,
     enqueued: Instant,
     reply: Reply,
@@ -296,9 +296,10 @@ impl Batcher {
         Ok(Self { shared, threads })
     }
 
-    /// Queues `count` images; `reply` is called from a session thread (or right here
-    /// when the batcher is closed).
-    pub(crate) fn submit(&self, tensors: Vec<f32>, count: usize, reply: Reply) {
+    /// Queues a job of images, one tensor each; `reply` is called from a session thread
+    /// (or right here when the batcher is closed).
+    pub(crate) fn submit(&self, tensors: Vec<Vec<f32>>, reply: Reply) {
+        let count = tensors.len();
         let mut queue = self.shared.lock();
         if queue.closed {
             drop(queue);
@@ -320,7 +321,7 @@ impl Batcher {
         }
     }
 
-    /// Nothing queued and nothing running (a hint: [`Batcher::run_express`] checks again).
+    /// Nothing queued and nothing running (a hint: [`Batcher::express`] checks again).
     pub(crate) fn is_idle(&self) -> bool {
         let queue = self.shared.lock();
         queue.jobs.is_empty() && queue.running == 0
@@ -431,13 +432,11 @@ pub(crate) struct ExpressRunner<'a> {
 }
 
 impl ExpressRunner<'_> {
-    /// One ONNX run of `count` stacked images: their embeddings, in order.
-    pub(crate) fn run(
-        &mut self,
-        tensors: &[f32],
-        count: usize,
-    ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let output = self.shared.run(self.session, tensors, count, true)?;
+    /// One ONNX run of images, one tensor each: their embeddings, in order.
+    pub(crate) fn run(&mut self, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let output = self
+            .shared
+            .run(self.session, &stack(tensors), tensors.len(), true)?;
         Ok(output
             .chunks_exact(self.shared.embedding_size)
             .map(<[f32]>::to_vec)
@@ -445,20 +444,35 @@ impl ExpressRunner<'_> {
     }
 }
 
+/// Images one after another, as ONNX Runtime takes a batch; a lone image as it is.
+fn stack(tensors: &[Vec<f32>]) -> std::borrow::Cow<'_, [f32]> {
+    match tensors {
+        [tensor] => std::borrow::Cow::Borrowed(tensor),
+        _ => std::borrow::Cow::Owned(tensors.concat()),
+    }
+}
+
 fn session_loop(shared: &Shared, index: usize) {
-    let mut input = Vec::new();
+    let mut buffer = Vec::new();
     while let Some(jobs) = shared.next_batch() {
         let count: usize = jobs.iter().map(|j| j.count).sum();
-        input.clear();
-        for job in &jobs {
-            input.extend_from_slice(&job.tensors);
-        }
+        // ONNX Runtime takes one contiguous batch: stack the images, unless there is one.
+        let input: &[f32] = match &jobs[..] {
+            [job] if job.tensors.len() == 1 => &job.tensors[0],
+            _ => {
+                buffer.clear();
+                for tensor in jobs.iter().flat_map(|job| &job.tensors) {
+                    buffer.extend_from_slice(tensor);
+                }
+                &buffer
+            }
+        };
         // Free unless the express lane borrowed it: then this waits for that loan.
         let result = shared.run(
             &mut shared.slots[index]
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
-            &input,
+            input,
             count,
             false,
         );

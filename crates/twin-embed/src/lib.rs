@@ -274,7 +274,7 @@ impl Embedder {
         let share = tensors.len().div_ceil(runners.len());
         let parts: Vec<_> = runners.into_iter().zip(tensors.chunks(share)).collect();
         let embedded = on_threads(&self.inner.helpers, parts, |(mut runner, part)| {
-            runner.run(&part.concat(), part.len())
+            runner.run(part)
         });
         drop(loan);
         Express::Done(
@@ -297,11 +297,10 @@ impl Embedder {
     }
 
     /// Queues one job; the receiver gets its answer, awaited or received blocking.
-    fn submit(&self, tensors: Vec<f32>, count: usize) -> oneshot::Receiver<JobResult> {
+    fn submit(&self, tensors: Vec<Vec<f32>>) -> oneshot::Receiver<JobResult> {
         let (tx, rx) = oneshot::channel();
         self.inner.batcher.submit(
             tensors,
-            count,
             Box::new(move |result| {
                 let _ = tx.send(result);
             }),
@@ -322,14 +321,7 @@ impl Embedder {
         for tensor in &tensors {
             self.check_len(tensor)?;
         }
-        // A lone image is queued as it is, without a copy.
-        let stacked = match <[Vec<f32>; 1]>::try_from(tensors) {
-            Ok([tensor]) => tensor,
-            Err(tensors) => tensors.concat(),
-        };
-        self.submit(stacked, count)
-            .await
-            .map_err(|_| EmbedError::Closed)?
+        self.submit(tensors).await.map_err(|_| EmbedError::Closed)?
     }
 
     /// Decodes, preprocesses and embeds one encoded image ([`Embedder::embed_encoded`]);
@@ -351,7 +343,7 @@ impl Embedder {
         }
         let pending: Vec<_> = tensors
             .chunks(self.max_batch())
-            .map(|chunk| self.submit(chunk.concat(), chunk.len()))
+            .map(|chunk| self.submit(chunk.to_vec()))
             .collect();
         let mut out = Vec::with_capacity(tensors.len());
         for rx in pending {
