@@ -108,7 +108,7 @@ struct Counters {
 pub struct BatchRun {
     /// Images in the run.
     pub images: usize,
-    /// Run by the express lane (a lone caller on its own thread) rather than a session
+    /// Run by the express lane (a lone caller's job on a helper thread) rather than a session
     /// thread.
     pub express: bool,
     pub ok: bool,
@@ -126,7 +126,7 @@ pub struct BatcherStats {
     pub batches: u64,
     pub images: u64,
     pub failed_batches: u64,
-    /// Runs of the express lane (a lone caller on its own thread), among `batches`.
+    /// Runs of the express lane (a lone caller's job on the helper threads), among `batches`.
     pub express_runs: u64,
     /// Images per ONNX run so far (0 before the first).
     pub mean_batch_size: f64,

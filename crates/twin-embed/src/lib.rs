@@ -67,8 +67,8 @@ struct Inner {
     config: EmbedConfig,
     runtime: &'static runtime::Runtime,
     batcher: Batcher,
-    /// Threads that take the other shares of a job spread over the cores (see
-    /// [`on_threads`]).
+    /// One thread pinned to each core: the express lane and `preprocess_many` run on them
+    /// (see [`start_helpers`]).
     helpers: rayon::ThreadPool,
 }
 

@@ -62,7 +62,7 @@ impl GatewayMetrics {
             Opts::new(
                 "embed_runs_total",
                 "ONNX runs by model, lane (batched: a session thread's micro-batch; express: \
-                 a lone caller on its own thread) and outcome",
+                 a lone caller's job on the helper threads) and outcome",
             ),
             &["model", "lane", "outcome"],
         )?;
