@@ -652,8 +652,8 @@ fn measure_raw(
 ) -> Result<(Vec<RawFigures>, Option<MedianAndP99>), BenchError> {
     let mut lanes = vec![RawLane::new(embedder)?];
     lanes.extend(RawLane::wide(embedder)?);
-    // The very pairs the clients send: inference time depends a little on the pixels
-    // (some images produce subnormal floats, which are slow).
+    // The very pairs the clients send: inference time depends on the pixels (some images
+    // run up to 1.5x slower than others).
     let pairs: Vec<Vec<f32>> = tensors
         .iter()
         .map(|(a, b)| [a.as_slice(), b.as_slice()].concat())
