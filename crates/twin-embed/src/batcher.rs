@@ -12,13 +12,14 @@
 //! than `max_batch` × sessions. `max_wait` remains the bound on any request's wait.
 //!
 //! The express lane: when nothing is queued or running, a caller may borrow the idle
-//! sessions ([`Batcher::express`]) and run its job on its own thread(s) instead of
-//! handing it to a session thread and being woken with the answer. On a small machine
+//! sessions ([`Batcher::express`]) and run its job itself (the embedder does so on its
+//! helper threads) instead of handing it to a session thread and being woken with the
+//! answer. On a small machine
 //! each hand-off costs a wake-up of an idle thread (measured on the 2-core VM with
 //! `perf sched`: 0.11–0.15 ms on average per wake-up, several per request), which a lone
 //! caller pays for nothing: there is no one to batch with. With several sessions the
 //! caller spreads its images over them (a verification pair: one image per session, on
-//! two threads). Under load the queue is never empty, so the express lane is never taken
+//! two helper threads). Under load the queue is never empty, so the express lane is never taken
 //! and batching works as above.
 //!
 //! Session threads are plain OS threads (ONNX runs block for milliseconds and must not
@@ -39,10 +40,9 @@ use crate::session::ModelSession;
 /// Called once with the embeddings of a job's images, in order, or the error.
 pub(crate) type Reply = Box<dyn FnOnce(Result<Vec<Vec<f32>>, EmbedError>) + Send>;
 
-/// One caller's request: `count` images, one tensor each.
+/// One caller's request: its images, one tensor each.
 struct Job {
     tensors: Vec<Vec<f32>>,
-    count: usize,
     enqueued: Instant,
     reply: Reply,
 }
@@ -62,6 +62,12 @@ struct Queue {
     previous_peak: usize,
     window_start: Instant,
     closed: bool,
+}
+
+impl Job {
+    fn images(&self) -> usize {
+        self.tensors.len()
+    }
 }
 
 impl Queue {
@@ -222,7 +228,7 @@ impl Shared {
             let now = Instant::now();
             if queue.images >= self.target(&queue) || now >= deadline || queue.closed {
                 let jobs = self.take(&mut queue);
-                queue.running += jobs.iter().map(|j| j.count).sum::<usize>();
+                queue.running += jobs.iter().map(Job::images).sum::<usize>();
                 if !queue.jobs.is_empty() {
                     // More waits: let another session thread start on it.
                     self.available.notify_one();
@@ -242,14 +248,14 @@ impl Shared {
         let mut jobs = Vec::new();
         let mut images = 0;
         while let Some(front) = queue.jobs.front() {
-            if !jobs.is_empty() && images + front.count > self.max_batch {
+            if !jobs.is_empty() && images + front.images() > self.max_batch {
                 break;
             }
             let Some(job) = queue.jobs.pop_front() else {
                 break;
             };
-            images += job.count;
-            queue.images -= job.count;
+            images += job.images();
+            queue.images -= job.images();
             jobs.push(job);
             if images >= self.max_batch {
                 break;
@@ -310,7 +316,6 @@ impl Batcher {
         let now = Instant::now();
         queue.jobs.push_back(Job {
             tensors,
-            count,
             enqueued: now,
             reply,
         });
@@ -434,9 +439,10 @@ pub(crate) struct ExpressRunner<'a> {
 impl ExpressRunner<'_> {
     /// One ONNX run of images, one tensor each: their embeddings, in order.
     pub(crate) fn run(&mut self, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let output = self
-            .shared
-            .run(self.session, &stack(tensors), tensors.len(), true)?;
+        let slices: Vec<&[f32]> = tensors.iter().map(Vec::as_slice).collect();
+        let mut buffer = Vec::new();
+        let input = stack(&slices, &mut buffer);
+        let output = self.shared.run(self.session, input, tensors.len(), true)?;
         Ok(output
             .chunks_exact(self.shared.embedding_size)
             .map(<[f32]>::to_vec)
@@ -444,29 +450,29 @@ impl ExpressRunner<'_> {
     }
 }
 
-/// Images one after another, as ONNX Runtime takes a batch; a lone image as it is.
-fn stack(tensors: &[Vec<f32>]) -> std::borrow::Cow<'_, [f32]> {
-    match tensors {
-        [tensor] => std::borrow::Cow::Borrowed(tensor),
-        _ => std::borrow::Cow::Owned(tensors.concat()),
+/// ONNX Runtime takes one contiguous batch: the images one after another in `buffer`,
+/// or a lone image as it is, without a copy.
+fn stack<'a>(tensors: &[&'a [f32]], buffer: &'a mut Vec<f32>) -> &'a [f32] {
+    if let [tensor] = tensors {
+        return tensor;
     }
+    buffer.clear();
+    for tensor in tensors {
+        buffer.extend_from_slice(tensor);
+    }
+    buffer
 }
 
 fn session_loop(shared: &Shared, index: usize) {
     let mut buffer = Vec::new();
     while let Some(jobs) = shared.next_batch() {
-        let count: usize = jobs.iter().map(|j| j.count).sum();
-        // ONNX Runtime takes one contiguous batch: stack the images, unless there is one.
-        let input: &[f32] = match &jobs[..] {
-            [job] if job.tensors.len() == 1 => &job.tensors[0],
-            _ => {
-                buffer.clear();
-                for tensor in jobs.iter().flat_map(|job| &job.tensors) {
-                    buffer.extend_from_slice(tensor);
-                }
-                &buffer
-            }
-        };
+        let count: usize = jobs.iter().map(Job::images).sum();
+        let tensors: Vec<&[f32]> = jobs
+            .iter()
+            .flat_map(|job| &job.tensors)
+            .map(Vec::as_slice)
+            .collect();
+        let input = stack(&tensors, &mut buffer);
         // Free unless the express lane borrowed it: then this waits for that loan.
         let result = shared.run(
             &mut shared.slots[index]
@@ -481,7 +487,7 @@ fn session_loop(shared: &Shared, index: usize) {
             Ok(output) => {
                 let mut rows = output.chunks_exact(shared.embedding_size);
                 for job in jobs {
-                    let embeddings = rows.by_ref().take(job.count).map(<[f32]>::to_vec);
+                    let embeddings = rows.by_ref().take(job.images()).map(<[f32]>::to_vec);
                     (job.reply)(Ok(embeddings.collect()));
                 }
             }
@@ -515,8 +521,7 @@ mod tests {
 
     fn job(count: usize) -> Job {
         Job {
-            tensors: Vec::new(),
-            count,
+            tensors: vec![Vec::new(); count],
             enqueued: Instant::now(),
             reply: Box::new(|_| {}),
         }
@@ -557,11 +562,11 @@ mod tests {
             q.jobs.push_back(job(count));
             q.images += count;
         }
-        let first: Vec<usize> = s.take(&mut q).iter().map(|j| j.count).collect();
+        let first: Vec<usize> = s.take(&mut q).iter().map(Job::images).collect();
         assert_eq!(first, vec![3, 4], "2 more would exceed 8");
-        let second: Vec<usize> = s.take(&mut q).iter().map(|j| j.count).collect();
+        let second: Vec<usize> = s.take(&mut q).iter().map(Job::images).collect();
         assert_eq!(second, vec![2]);
-        let oversized: Vec<usize> = s.take(&mut q).iter().map(|j| j.count).collect();
+        let oversized: Vec<usize> = s.take(&mut q).iter().map(Job::images).collect();
         assert_eq!(
             oversized,
             vec![20],

@@ -317,7 +317,11 @@ impl RawLane {
         spread: usize,
         duration: Duration,
     ) -> Result<Vec<Duration>, EmbedError> {
-        let Some(image_len) = batches.first().map(|b| b.len() / size.max(1)) else {
+        let Some(image_len) = batches
+            .first()
+            .map(|b| b.len() / size.max(1))
+            .filter(|&n| n > 0)
+        else {
             return Ok(Vec::new());
         };
         let shares = spread.min(self.sessions.len()).min(size).max(1);
@@ -325,16 +329,14 @@ impl RawLane {
         let deadline = Instant::now() + duration;
         let times = self.on_sessions(shares, |index, session| {
             // This session's share of every batch.
-            let first = (index * per_share).min(size);
-            let count = per_share.min(size - first);
             let parts: Vec<&[f32]> = batches
                 .iter()
-                .map(|b| &b[first * image_len..(first + count) * image_len])
+                .filter_map(|b| b.chunks(per_share * image_len).nth(index))
                 .collect();
             let mut times = Vec::new();
             for part in parts.iter().cycle() {
                 let started = Instant::now();
-                session.run(part, count)?;
+                session.run(part, part.len() / image_len)?;
                 times.push(started.elapsed());
                 if Instant::now() >= deadline {
                     break;

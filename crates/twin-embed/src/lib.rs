@@ -27,6 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rayon::prelude::*;
 use tokio::sync::oneshot;
 use twin_core::config::EmbedConfig;
 use twin_core::manifest::ModelManifest;
@@ -68,7 +69,8 @@ struct Inner {
     runtime: &'static runtime::Runtime,
     batcher: Batcher,
     /// One thread pinned to each core: the express lane and `preprocess_many` run on them
-    /// (see [`start_helpers`]).
+    /// (see [`start_helpers`]). Called from outside, `install` hands the work over and
+    /// waits; from a helper it runs in place, and rayon spreads the items over the others.
     helpers: rayon::ThreadPool,
 }
 
@@ -185,24 +187,19 @@ impl Embedder {
         preprocess_image(image, &m.preprocess, &m.input, &self.inner.limits)
     }
 
-    /// [`Embedder::preprocess`] of many images, spread over the helper threads (one part
-    /// per core); results in input order. Blocking: call it from a blocking task or
+    /// [`Embedder::preprocess`] of many images, spread over the helper threads; results
+    /// in input order. Blocking: call it from a blocking task or
     /// thread.
     pub fn preprocess_many<I: AsRef<[u8]> + Sync>(
         &self,
         images: &[I],
     ) -> Vec<Result<Vec<f32>, PreprocessError>> {
-        let lanes = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(images.len())
-            .max(1);
-        let parts: Vec<&[I]> = images.chunks(images.len().div_ceil(lanes).max(1)).collect();
-        on_threads(&self.inner.helpers, parts, |part| {
-            part.iter()
+        self.inner.helpers.install(|| {
+            images
+                .par_iter()
                 .map(|i| self.preprocess(i.as_ref()))
-                .collect::<Vec<_>>()
+                .collect()
         })
-        .concat()
     }
 
     /// A new session on the same model and provider with `intra_threads` threads, outside
@@ -254,7 +251,7 @@ impl Embedder {
     }
 
     fn preprocess_job(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, EncodedError> {
-        label_by_position(0, images.iter().map(|image| self.preprocess(image)))
+        label_by_position(images.iter().map(|image| self.preprocess(image)))
     }
 
     /// The express lane, on a helper thread: borrows the idle sessions, preprocesses the
@@ -266,21 +263,22 @@ impl Embedder {
         let Some(mut loan) = self.inner.batcher.express(images.len()) else {
             return Express::Busy(images);
         };
-        let tensors = match label_by_position(0, self.preprocess_many(&images)) {
+        let tensors = match label_by_position(self.preprocess_many(&images)) {
             Ok(tensors) => tensors,
             Err(error) => return Express::Done(Err(error)),
         };
         let runners = loan.runners();
         let share = tensors.len().div_ceil(runners.len());
         let parts: Vec<_> = runners.into_iter().zip(tensors.chunks(share)).collect();
-        let embedded = on_threads(&self.inner.helpers, parts, |(mut runner, part)| {
-            runner.run(part)
+        let embedded: Result<Vec<Vec<Vec<f32>>>, EmbedError> = self.inner.helpers.install(|| {
+            parts
+                .into_par_iter()
+                .map(|(mut runner, part)| runner.run(part))
+                .collect()
         });
         drop(loan);
         Express::Done(
             embedded
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
                 .map(|shares| shares.concat())
                 .map_err(EncodedError::from),
         )
@@ -386,16 +384,15 @@ const HELPER_FAILED: &str = "an embedding helper thread failed (see the error lo
 /// The embeddings of one batcher job, in order.
 type JobResult = Result<Vec<Vec<f32>>, EmbedError>;
 
-/// Preprocessing results of a job's images from position `first` on, the first failure
-/// labelled with its image's position.
+/// Preprocessing results of a job's images, the first failure labelled with its image's
+/// position.
 fn label_by_position(
-    first: usize,
     results: impl IntoIterator<Item = Result<Vec<f32>, PreprocessError>>,
 ) -> Result<Vec<Vec<f32>>, EncodedError> {
     results
         .into_iter()
-        .zip(first..)
-        .map(|(tensor, index)| tensor.map_err(|source| EncodedError::Image { index, source }))
+        .enumerate()
+        .map(|(index, tensor)| tensor.map_err(|source| EncodedError::Image { index, source }))
         .collect()
 }
 
@@ -426,33 +423,6 @@ fn start_helpers() -> Result<rayon::ThreadPool, EmbedError> {
         .panic_handler(|_| tracing::error!("{HELPER_FAILED}: it panicked"))
         .build()
         .map_err(|e| EmbedError::Session(format!("cannot start the helper threads: {e}")))
-}
-
-/// Runs `work` on every item on the helper threads, at once; results in order. Called
-/// from a helper, the first item runs right there.
-fn on_threads<T: Send, R: Send>(
-    helpers: &rayon::ThreadPool,
-    items: Vec<T>,
-    work: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
-    let mut items = items.into_iter();
-    let Some(first) = items.next() else {
-        return Vec::new();
-    };
-    let others: Vec<T> = items.collect();
-    let mut results: Vec<Option<R>> = others.iter().map(|_| None).collect();
-    let work = &work;
-    let first = helpers.scope(|scope| {
-        for (item, result) in others.into_iter().zip(results.iter_mut()) {
-            scope.spawn(move |_| *result = Some(work(item)));
-        }
-        work(first)
-    });
-    std::iter::once(first)
-        // The scope returns once every spawned item is done (and re-raises any panic of
-        // theirs), so each result is there.
-        .chain(results.into_iter().flatten())
-        .collect()
 }
 
 fn single(result: JobResult) -> Result<Vec<f32>, EmbedError> {

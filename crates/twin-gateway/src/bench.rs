@@ -106,8 +106,7 @@ pub struct VerifyReport {
     pub preprocess_ms: f64,
     /// The baseline, the better of the raw shapes for each figure: median and 99th
     /// percentile of one raw run of a batch of 2 (one pair)...
-    pub raw_b2_ms: f64,
-    pub raw_b2_p99_ms: f64,
+    pub raw_b2: Latency,
     /// ...and raw pairs/s at a batch of 64 images (32 pairs per run).
     pub raw_b64_pairs_per_s: f64,
     /// Raw figures of each shape measured: the pool's, and one session with a thread
@@ -115,8 +114,7 @@ pub struct VerifyReport {
     pub raw_shapes: Vec<RawFigures>,
     /// For reference, with two or more sessions: a pair spread over them as the express
     /// lane does (two runs of one image at once), median and 99th percentile.
-    pub raw_split_ms: Option<f64>,
-    pub raw_split_p99_ms: Option<f64>,
+    pub raw_split: Option<Latency>,
     pub levels: Vec<LevelFigures>,
 }
 
@@ -149,19 +147,19 @@ impl VerifyReport {
 
     /// Verify p99 at concurrency 1 / one raw run of a batch of 2 (target ≤ 2).
     pub fn ratio_p99_c1(&self) -> Option<f64> {
-        ratio(self.level(1)?.p99_ms, self.raw_b2_ms)
+        ratio(self.level(1)?.p99_ms, self.raw_b2.median_ms)
     }
 
     /// Verify p99 at concurrency 1 / the raw batch of 2's own p99: tail against tail, for
     /// reference (the target compares against the typical run).
     pub fn ratio_p99_c1_to_raw_p99(&self) -> Option<f64> {
-        ratio(self.level(1)?.p99_ms, self.raw_b2_p99_ms)
+        ratio(self.level(1)?.p99_ms, self.raw_b2.p99_ms)
     }
 
     /// Verify p99 at concurrency 1 / a raw pair split over the sessions, for reference:
     /// the stricter comparison, against the express lane's own way without the gateway.
     pub fn ratio_p99_c1_to_split(&self) -> Option<f64> {
-        ratio(self.level(1)?.p99_ms, self.raw_split_ms?)
+        ratio(self.level(1)?.p99_ms, self.raw_split?.median_ms)
     }
 
     /// Verify pairs/s at concurrency 32 / raw pairs/s at a batch of 64 (target ≥ 0.8).
@@ -203,12 +201,16 @@ impl VerifyReport {
                  pairs/s",
                 raw.shape.sessions,
                 raw.shape.intra_threads,
-                raw.b2_ms,
-                raw.b2_p99_ms,
+                raw.b2.median_ms,
+                raw.b2.p99_ms,
                 raw.b64_pairs_per_s,
             );
         }
-        if let (Some(split), Some(p99)) = (self.raw_split_ms, self.raw_split_p99_ms) {
+        if let Some(Latency {
+            median_ms: split,
+            p99_ms: p99,
+        }) = self.raw_split
+        {
             let _ = writeln!(
                 out,
                 "raw pair split over the pool's sessions (one image each, at once, as the \
@@ -219,8 +221,8 @@ impl VerifyReport {
             out,
             "baseline, the better shape for each: batch of 2 median {:.2} ms (p99 {:.2} ms); \
              batch of 64 {:.1} pairs/s ({:.1} images/s)",
-            self.raw_b2_ms,
-            self.raw_b2_p99_ms,
+            self.raw_b2.median_ms,
+            self.raw_b2.p99_ms,
             self.raw_b64_pairs_per_s,
             self.raw_b64_pairs_per_s * 2.0
         );
@@ -285,15 +287,18 @@ impl VerifyReport {
         fields.insert("seconds".into(), self.seconds.into());
         fields.insert("rounds".into(), self.rounds.into());
         fields.insert("preprocess_ms".into(), round3(self.preprocess_ms).into());
-        fields.insert("raw_b2_ms".into(), round3(self.raw_b2_ms).into());
-        fields.insert("raw_b2_p99_ms".into(), round3(self.raw_b2_p99_ms).into());
+        fields.insert("raw_b2_ms".into(), round3(self.raw_b2.median_ms).into());
+        fields.insert("raw_b2_p99_ms".into(), round3(self.raw_b2.p99_ms).into());
         fields.insert(
             "raw_b64_pairs_per_s".into(),
             round1(self.raw_b64_pairs_per_s).into(),
         );
         for raw in &self.raw_shapes {
             let shape = format!("{}x{}", raw.shape.sessions, raw.shape.intra_threads);
-            fields.insert(format!("raw_{shape}_b2_ms"), round3(raw.b2_ms).into());
+            fields.insert(
+                format!("raw_{shape}_b2_ms"),
+                round3(raw.b2.median_ms).into(),
+            );
             fields.insert(
                 format!("raw_{shape}_b64_pairs_per_s"),
                 round1(raw.b64_pairs_per_s).into(),
@@ -315,8 +320,8 @@ impl VerifyReport {
         if let Some(r) = self.ratio_p99_c1_to_raw_p99() {
             fields.insert("ratio_p99_c1_to_raw_p99".into(), round3(r).into());
         }
-        if let Some(split) = self.raw_split_ms {
-            fields.insert("raw_split_ms".into(), round3(split).into());
+        if let Some(split) = self.raw_split {
+            fields.insert("raw_split_ms".into(), round3(split.median_ms).into());
         }
         if let Some(r) = self.ratio_p99_c1_to_split() {
             fields.insert("ratio_p99_c1_to_split".into(), round3(r).into());
@@ -477,7 +482,7 @@ pub fn run_verify_bench(
     // chances per round: if anything, that favours the baseline).
     let mut preprocess_ms = f64::INFINITY;
     let mut raw_shapes: Vec<RawFigures> = Vec::new();
-    let mut raw_split: Option<MedianAndP99> = None;
+    let mut raw_split: Option<Latency> = None;
     let mut raw_phase = |round: usize| -> Result<(), BenchError> {
         preprocess_ms = preprocess_ms.min(median_preprocess_ms(
             &embedder,
@@ -486,10 +491,7 @@ pub fn run_verify_bench(
         )?);
         let (shapes, split) = measure_raw(&embedder, &tensors, warmup, seconds)?;
         if let Some(split) = split {
-            raw_split = Some(match raw_split {
-                Some((median, p99)) => (split.0.min(median), split.1.min(p99)),
-                None => split,
-            });
+            raw_split = Some(raw_split.map_or(split, |best| best.best(split)));
         }
         for measured in shapes {
             tracing::info!(
@@ -497,7 +499,7 @@ pub fn run_verify_bench(
                 preprocess_ms,
                 sessions = measured.shape.sessions,
                 intra_threads = measured.shape.intra_threads,
-                raw_b2_ms = measured.b2_ms,
+                raw_b2_ms = measured.b2.median_ms,
                 raw_b64_pairs_per_s = measured.b64_pairs_per_s,
                 "verify bench raw figures"
             );
@@ -539,13 +541,11 @@ pub fn run_verify_bench(
     if let Some(gateway) = gateway {
         gateway.stop()?;
     }
-    if raw_shapes.is_empty() {
-        return Err(BenchError::Setup("no round was measured".into()));
-    }
-    let lowest = |figure: fn(&RawFigures) -> f64| {
-        raw_shapes.iter().map(figure).fold(f64::INFINITY, f64::min)
-    };
-    let (raw_b2_ms, raw_b2_p99_ms) = (lowest(|r| r.b2_ms), lowest(|r| r.b2_p99_ms));
+    let raw_b2 = raw_shapes
+        .iter()
+        .map(|r| r.b2)
+        .reduce(Latency::best)
+        .ok_or_else(|| BenchError::Setup("no round was measured".into()))?;
     let raw_b64_pairs_per_s = raw_shapes
         .iter()
         .map(|r| r.b64_pairs_per_s)
@@ -563,12 +563,10 @@ pub fn run_verify_bench(
         seconds: options.seconds,
         rounds: options.rounds.max(1),
         preprocess_ms,
-        raw_b2_ms,
-        raw_b2_p99_ms,
+        raw_b2,
         raw_b64_pairs_per_s,
         raw_shapes,
-        raw_split_ms: raw_split.map(|(median, _)| median),
-        raw_split_p99_ms: raw_split.map(|(_, p99)| p99),
+        raw_split,
         levels,
     })
 }
@@ -621,9 +619,8 @@ fn median_preprocess_ms(
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RawFigures {
     pub shape: PoolSize,
-    /// Median and 99th percentile of one run of a batch of 2.
-    pub b2_ms: f64,
-    pub b2_p99_ms: f64,
+    /// One run of a batch of 2.
+    pub b2: Latency,
     /// Pairs/s with every session running batches of 64 images.
     pub b64_pairs_per_s: f64,
 }
@@ -631,14 +628,27 @@ pub struct RawFigures {
 impl RawFigures {
     /// Keeps the better of each figure over rounds.
     fn keep_best(&mut self, other: &RawFigures) {
-        self.b2_ms = self.b2_ms.min(other.b2_ms);
-        self.b2_p99_ms = self.b2_p99_ms.min(other.b2_p99_ms);
+        self.b2 = self.b2.best(other.b2);
         self.b64_pairs_per_s = self.b64_pairs_per_s.max(other.b64_pairs_per_s);
     }
 }
 
-/// Milliseconds.
-type MedianAndP99 = (f64, f64);
+/// Median and 99th percentile of a latency, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Latency {
+    pub median_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Latency {
+    /// The better (lower) of each figure.
+    fn best(self, other: Latency) -> Latency {
+        Latency {
+            median_ms: self.median_ms.min(other.median_ms),
+            p99_ms: self.p99_ms.min(other.p99_ms),
+        }
+    }
+}
 
 /// One run of a pair (a batch of 2) and pairs/s at a batch of 64, on the pool's shape
 /// and on one session with a thread per core; and, with two or more pool sessions, a pair
@@ -649,7 +659,7 @@ fn measure_raw(
     tensors: &[(Vec<f32>, Vec<f32>)],
     warmup: Duration,
     duration: Duration,
-) -> Result<(Vec<RawFigures>, Option<MedianAndP99>), BenchError> {
+) -> Result<(Vec<RawFigures>, Option<Latency>), BenchError> {
     let mut lanes = vec![RawLane::new(embedder)?];
     lanes.extend(RawLane::wide(embedder)?);
     // The very pairs the clients send: inference time depends on the pixels (some images
@@ -667,7 +677,7 @@ fn measure_raw(
     let mut figures = Vec::with_capacity(lanes.len());
     let mut split = None;
     for lane in &mut lanes {
-        let (b2_ms, b2_p99_ms) = pair_times(lane, &pairs, 1, warmup, duration)?;
+        let b2 = pair_times(lane, &pairs, 1, warmup, duration)?;
         if lane.shape().sessions > 1 && split.is_none() {
             split = Some(pair_times(lane, &pairs, 2, warmup, duration)?);
         }
@@ -675,8 +685,7 @@ fn measure_raw(
         let images_per_s = lane.images_per_second(&batch, 64, duration)?;
         figures.push(RawFigures {
             shape: lane.shape(),
-            b2_ms,
-            b2_p99_ms,
+            b2,
             b64_pairs_per_s: images_per_s / 2.0,
         });
     }
@@ -690,11 +699,14 @@ fn pair_times(
     spread: usize,
     warmup: Duration,
     duration: Duration,
-) -> Result<MedianAndP99, BenchError> {
+) -> Result<Latency, BenchError> {
     lane.run_times(pairs, 2, spread, warmup)?;
     let mut times = lane.run_times(pairs, 2, spread, duration)?;
     times.sort_unstable();
-    Ok((quantile_ms(&times, 0.5), quantile_ms(&times, 0.99)))
+    Ok(Latency {
+        median_ms: quantile_ms(&times, 0.5),
+        p99_ms: quantile_ms(&times, 0.99),
+    })
 }
 
 /// What one client task saw.
