@@ -2,18 +2,21 @@
 # GPU check for twin's embedding runtime, for a machine with an NVIDIA GPU (< 5 minutes
 # once `twin` is built; building it first takes longer on a fresh machine).
 #
-#   bash scripts/gpu-check.sh [model dir]        # default models/signature-dev
+#   bash scripts/gpu-check.sh [model dir]        # default models/signature-v1 (shipped)
 #
 # 1. installs onnxruntime-gpu 1.31.1 with its CUDA/cuDNN wheels into .venv (via
 #    scripts/setup.sh --gpu) and points twin at that library;
 # 2. proves every node of the model is placed on the CUDA execution provider: an ONNX
 #    Runtime profile of one run through the same library lists each node's provider;
 # 3. runs `twin bench embed` with embed.provider = cuda (fails loudly if CUDA is unusable)
-#    and prints images/s through raw ort and the micro-batcher.
-# Exit status 0 only if all three pass.
+#    and prints images/s through raw ort and the micro-batcher;
+# 4. runs `twin bench verify` on CUDA (the gateway's Verify latency and throughput against
+#    raw inference, issue #7's figures) and prints its table and JSON line.
+# Exit status 0 only if the first three pass and the verify benchmark ran on CUDA; its
+# ratio verdicts are printed, not enforced (they are measurements, not tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=${1:-models/signature-dev}
+model=${1:-models/signature-v1}
 seconds=${GPU_CHECK_SECONDS:-2}
 ort_gpu="onnxruntime-gpu[cuda,cudnn]==1.31.1"
 
@@ -101,4 +104,9 @@ out=$(mktemp)
 TWIN_EMBED__PROVIDER=cuda "$twin" bench embed --model "$model" --seconds "$seconds" | tee "$out"
 json=$(tail -n 1 "$out")
 echo "$json" | grep -q '"provider":"cuda"' || fail "the benchmark did not run on CUDA: $json"
+
+step "twin bench verify, provider = cuda"
+TWIN_EMBED__PROVIDER=cuda "$twin" bench verify --model "$model" --seconds "$seconds" --rounds 1 | tee "$out"
+json=$(tail -n 1 "$out")
+echo "$json" | grep -q '"provider":"cuda"' || fail "the verify benchmark did not run on CUDA: $json"
 printf '\ngpu-check: PASSED (CUDA execution provider, every node on the GPU)\n'
