@@ -511,7 +511,9 @@ impl AreaWeights {
             let start = t as f64 * step;
             let end = start + step;
             let first = start.floor() as i64;
-            let last = (end.ceil() as i64).max(first + 1);
+            // `end` of the last output can round up past the source (11.2 + 0.8 =
+            // 12.000000000000002): such a tap would cover ~1e-15 of a pixel beyond it.
+            let last = (end.ceil() as i64).min(source_len as i64).max(first + 1);
             this.weights.extend((first..last).map(|s| {
                 let covered = (end.min(s as f64 + 1.0) - start.max(s as f64)).max(0.0);
                 (covered / step) as f32
@@ -992,6 +994,39 @@ mod tests {
                 assert!((sum - 1.0).abs() < 1e-5, "{s}->{t}: {sum}");
             }
         }
+    }
+
+    #[test]
+    fn area_weights_never_reach_past_the_source() {
+        // 12 → 15: the last output's end computes as 12.000000000000002.
+        for (s, t) in [(12, 15), (7, 3), (3, 7), (100, 32), (1, 5), (299, 89)] {
+            let weights = AreaWeights::new(s, t);
+            for target in 0..t {
+                let (first, taps) = weights.taps(target);
+                assert!(
+                    first + taps.len() as i64 <= s as i64,
+                    "{s}->{t}: output {target} reads up to {}",
+                    first + taps.len() as i64
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sparse_resize_ignores_the_image_past_the_region() {
+        // proptest's minimal case: light ink on dark paper, read as intensity, cropped with
+        // a margin; a faint pixel just right of the region once leaked into the last output
+        // of the plain gather through a tap of weight ~3e-15.
+        let pixels = sparse_page(16, 2, 0, &[(704, 12, 236, 2)]);
+        let split = otsu_split(&pixels).expect("ink");
+        let ink = InkReading::new(&split, false);
+        let region = ink_bounding_box(&pixels, 16, &split)
+            .expect("ink")
+            .with_margin(0.076_089_43);
+        let fast = resize_area(&pixels, (16, 2), &ink, &region, (15, 1));
+        let plain = gathered_resize(&pixels, &ink.values, (16, 2), &region, (15, 1));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fast), bits(&plain));
     }
 
     /// The resize as a plain gather, every covered pixel of every output summed in source
