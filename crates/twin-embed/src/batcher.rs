@@ -14,13 +14,12 @@
 //! The express lane: when nothing is queued or running, a caller may borrow the idle
 //! sessions ([`Batcher::express`]) and run its job itself (the embedder does so on its
 //! helper threads) instead of handing it to a session thread and being woken with the
-//! answer. On a small machine
-//! each hand-off costs a wake-up of an idle thread (measured on the 2-core VM with
-//! `perf sched`: 0.11–0.15 ms on average per wake-up, several per request), which a lone
-//! caller pays for nothing: there is no one to batch with. With several sessions the
-//! caller spreads its images over them (a verification pair: one image per session, on
-//! two helper threads). Under load the queue is never empty, so the express lane is never taken
-//! and batching works as above.
+//! answer. On a small machine each hand-off costs a wake-up of an idle thread (measured
+//! on the 2-core VM with `perf sched`: 0.11–0.15 ms on average per wake-up, several per
+//! request), which a lone caller pays for nothing: there is no one to batch with. With
+//! several sessions the caller spreads its images over them (a verification pair: one
+//! image per session, on two helper threads). Under load the queue is never empty, so
+//! the express lane is never taken and batching works as above.
 //!
 //! Session threads are plain OS threads (ONNX runs block for milliseconds and must not
 //! sit on the async executor). Requests are preprocessed before they are queued, so a bad

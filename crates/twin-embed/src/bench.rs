@@ -15,7 +15,6 @@
 //! instead, see `twin bench verify`).
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -290,17 +289,17 @@ impl RawLane {
         size: usize,
         duration: Duration,
     ) -> Result<f64, EmbedError> {
-        let images = AtomicU64::new(0);
         let start = Instant::now();
         let deadline = start + duration;
-        self.on_sessions(self.sessions.len(), |_, session| {
+        let images = self.on_sessions(self.sessions.len(), |_, session| {
+            let mut images = 0;
             while Instant::now() < deadline {
                 session.run(batch, size)?;
-                images.fetch_add(size as u64, Ordering::Relaxed);
+                images += size;
             }
-            Ok(Vec::new())
+            Ok(images)
         })?;
-        Ok(images.into_inner() as f64 / start.elapsed().as_secs_f64())
+        Ok(images.iter().sum::<usize>() as f64 / start.elapsed().as_secs_f64())
     }
 
     /// The latency of embedding `size` stacked images, spread over `spread` of the
@@ -347,10 +346,12 @@ impl RawLane {
         Ok(times.concat())
     }
 
-    /// Runs `work` on the first `count` sessions at once, each on its own thread.
-    fn on_sessions<F>(&mut self, count: usize, work: F) -> Result<Vec<Vec<Duration>>, EmbedError>
+    /// Runs `work` on the first `count` sessions at once, each on its own thread; their
+    /// results in session order.
+    fn on_sessions<T, F>(&mut self, count: usize, work: F) -> Result<Vec<T>, EmbedError>
     where
-        F: Fn(usize, &mut crate::ModelSession) -> Result<Vec<Duration>, EmbedError> + Sync,
+        T: Send,
+        F: Fn(usize, &mut crate::ModelSession) -> Result<T, EmbedError> + Sync,
     {
         let work = &work;
         std::thread::scope(|scope| {

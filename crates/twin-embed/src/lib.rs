@@ -188,8 +188,7 @@ impl Embedder {
     }
 
     /// [`Embedder::preprocess`] of many images, spread over the helper threads; results
-    /// in input order. Blocking: call it from a blocking task or
-    /// thread.
+    /// in input order. Blocking: call it from a blocking task or thread.
     pub fn preprocess_many<I: AsRef<[u8]> + Sync>(
         &self,
         images: &[I],
