@@ -278,16 +278,26 @@ pub fn preprocess_gray(
     let scale = (out_w as f64 / box_w).min(out_h as f64 / box_h);
     let scaled_w = ((box_w * scale).round() as usize).clamp(1, out_w);
     let scaled_h = ((box_h * scale).round() as usize).clamp(1, out_h);
-    let scaled = resize_area(&gray.pixels, (w, h), &ink, &region, (scaled_w, scaled_h));
-
-    // Centred padding with background (0), then normalization of every pixel.
+    // Centred on a background (0) canvas, the resize writing straight into its window;
+    // then normalization of every pixel.
     let (left, top) = ((out_w - scaled_w) / 2, (out_h - scaled_h) / 2);
-    let background = (0.0 - spec.mean) / spec.std;
-    let mut plane = vec![background; out_w * out_h];
-    for (row, src) in scaled.chunks_exact(scaled_w).enumerate() {
-        let dst = &mut plane[(top + row) * out_w + left..][..scaled_w];
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = (s - spec.mean) / spec.std;
+    let mut plane = vec![0.0f32; out_w * out_h];
+    resize_area_into(
+        &gray.pixels,
+        (w, h),
+        &ink,
+        &region,
+        Window {
+            values: &mut plane[top * out_w + left..],
+            stride: out_w,
+            width: scaled_w,
+            height: scaled_h,
+        },
+    );
+    // (v - 0) / 1 is v exactly: the common identity normalization skips the pass.
+    if spec.mean != 0.0 || spec.std != 1.0 {
+        for v in &mut plane {
+            *v = (*v - spec.mean) / spec.std;
         }
     }
 
@@ -567,60 +577,99 @@ impl Paper {
     }
 }
 
-/// Area-averaging resize of `region` of the `width`×`height` image to `out_w`×`out_h`,
-/// each pixel read through `ink` (its level's value); pixels of the region outside the
-/// image count as background (0).
+/// Where a resize writes: `height` rows of `width` values, row `r` starting at
+/// `values[r * stride]` (a window of a larger canvas).
+struct Window<'a> {
+    values: &'a mut [f32],
+    stride: usize,
+    width: usize,
+    height: usize,
+}
+
+/// For each source index of `lo..hi`, the outputs it feeds and with what weight, in output
+/// order: the inverse of [`AreaWeights`], so that a source pixel (or row) is spread onto
+/// its outputs. `origin` is the source index of the weights' index 0 (a region may start
+/// outside the image, where there is no source).
+struct Scatter {
+    /// Source `lo + i` feeds `targets[reach[i]..reach[i + 1]]`.
+    reach: Vec<usize>,
+    targets: Vec<(usize, f32)>,
+}
+
+impl Scatter {
+    fn new(weights: &AreaWeights, origin: i64, (lo, hi): (usize, usize)) -> Self {
+        let mut reach = vec![0usize; hi - lo + 1];
+        let mut taps = Vec::with_capacity(weights.weights.len());
+        for output in 0..weights.len() {
+            let (first, covered) = weights.taps(output);
+            for (k, &weight) in covered.iter().enumerate() {
+                let source = origin + first + k as i64;
+                if (lo as i64..hi as i64).contains(&source) {
+                    let i = source as usize - lo;
+                    reach[i + 1] += 1;
+                    taps.push((i, output, weight));
+                }
+            }
+        }
+        for i in 1..reach.len() {
+            reach[i] += reach[i - 1];
+        }
+        let mut targets = vec![(0usize, 0.0f32); taps.len()];
+        let mut filled = reach.clone();
+        // `taps` is in output order, so each source's targets stay in output order.
+        for (i, output, weight) in taps {
+            targets[filled[i]] = (output, weight);
+            filled[i] += 1;
+        }
+        Self { reach, targets }
+    }
+
+    /// The outputs source `lo + i` feeds.
+    fn of(&self, i: usize) -> &[(usize, f32)] {
+        &self.targets[self.reach[i]..self.reach[i + 1]]
+    }
+}
+
+/// Area-averaging resize of `region` of the `width`×`height` image into `out` (which holds
+/// zeros), each pixel read through `ink` (its level's value); pixels of the region outside
+/// the image count as background (0).
 ///
 /// Every output value is the sum, in source order, of `weight × ink` over the pixels it
 /// covers. Pixels of value 0 add nothing to such a sum, so they are skipped (runs of
 /// paper at once) and only ink is spread onto the outputs it covers: the result is the
 /// plain weighted sum, bit for bit, at a fraction of the work on a mostly blank page.
-fn resize_area(
+/// Rows are resized one at a time and spread onto their output rows at once, in source
+/// order, so no intermediate image is kept.
+fn resize_area_into(
     pixels: &[u8],
     (width, height): (usize, usize),
     ink: &InkReading,
     region: &InkBox,
-    (out_w, out_h): (usize, usize),
-) -> Vec<f32> {
-    // The region's columns inside the image, and for each the outputs it feeds, in
-    // output order: `spread[reach[x]..reach[x + 1]]` for column `x_lo + x`.
+    out: Window<'_>,
+) {
     let x_lo = region.x0.clamp(0, width as i64) as usize;
     let x_hi = region.x1.clamp(0, width as i64) as usize;
-    let columns = AreaWeights::new(region.width() as usize, out_w);
-    let mut reach = vec![0usize; x_hi - x_lo + 1];
-    let mut column_taps = Vec::with_capacity(columns.weights.len());
-    for ox in 0..columns.len() {
-        let (first, weights) = columns.taps(ox);
-        for (k, &weight) in weights.iter().enumerate() {
-            let x = region.x0 + first + k as i64;
-            if (x_lo as i64..x_hi as i64).contains(&x) {
-                let x = x as usize - x_lo;
-                reach[x + 1] += 1;
-                column_taps.push((x, ox, weight));
-            }
-        }
-    }
-    for x in 1..reach.len() {
-        reach[x] += reach[x - 1];
-    }
-    let mut spread = vec![(0usize, 0.0f32); column_taps.len()];
-    let mut filled = reach.clone();
-    for (x, ox, weight) in column_taps {
-        spread[filled[x]] = (ox, weight);
-        filled[x] += 1;
-    }
+    let y_lo = region.y0.clamp(0, height as i64) as usize;
+    let y_hi = region.y1.clamp(0, height as i64) as usize;
+    let columns = Scatter::new(
+        &AreaWeights::new(region.width() as usize, out.width),
+        region.x0,
+        (x_lo, x_hi),
+    );
+    let rows = Scatter::new(
+        &AreaWeights::new(region.height() as usize, out.height),
+        region.y0,
+        (y_lo, y_hi),
+    );
 
-    // Horizontal pass: every region row becomes `out_w` values.
-    let region_rows = region.height() as usize;
-    let mut horizontal = vec![0.0f32; region_rows * out_w];
-    let mut row_has_ink = vec![false; region_rows];
-    for (ry, has_ink) in row_has_ink.iter_mut().enumerate() {
-        let y = region.y0 + ry as i64;
-        if y < 0 || y >= height as i64 {
-            continue;
+    let mut row = vec![0.0f32; out.width];
+    let mut row_is_clear = true;
+    for y in y_lo..y_hi {
+        if !row_is_clear {
+            row.fill(0.0);
+            row_is_clear = true;
         }
-        let src = &pixels[y as usize * width..][x_lo..x_hi];
-        let dst = &mut horizontal[ry * out_w..][..out_w];
+        let src = &pixels[y * width..][x_lo..x_hi];
         for (r, run) in src.chunks(RUN).enumerate() {
             if ink.paper.is_all_paper(run) {
                 continue;
@@ -630,33 +679,22 @@ fn resize_area(
                 if value == 0.0 {
                     continue;
                 }
-                *has_ink = true;
-                let x = r * RUN + i;
-                for &(ox, weight) in &spread[reach[x]..reach[x + 1]] {
-                    dst[ox] += weight * value;
+                row_is_clear = false;
+                for &(ox, weight) in columns.of(r * RUN + i) {
+                    row[ox] += weight * value;
                 }
             }
         }
-    }
-
-    // Vertical pass, over the rows that hold ink.
-    let rows = AreaWeights::new(region_rows, out_h);
-    let mut out = vec![0.0f32; out_w * out_h];
-    for oy in 0..rows.len() {
-        let (first, weights) = rows.taps(oy);
-        let dst = &mut out[oy * out_w..][..out_w];
-        for (k, weight) in weights.iter().enumerate() {
-            let ry = first + k as i64;
-            if ry < 0 || ry >= region_rows as i64 || !row_has_ink[ry as usize] {
-                continue;
-            }
-            let src = &horizontal[ry as usize * out_w..][..out_w];
-            for (d, s) in dst.iter_mut().zip(src) {
+        if row_is_clear {
+            continue;
+        }
+        for &(oy, weight) in rows.of(y - y_lo) {
+            let dst = &mut out.values[oy * out.stride..][..out.width];
+            for (d, s) in dst.iter_mut().zip(&row) {
                 *d += weight * s;
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -1010,6 +1048,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The resize into a canvas of its own size.
+    fn resize_area(
+        pixels: &[u8],
+        dims: (usize, usize),
+        ink: &InkReading,
+        region: &InkBox,
+        (out_w, out_h): (usize, usize),
+    ) -> Vec<f32> {
+        let mut out = vec![0.0f32; out_w * out_h];
+        let window = Window {
+            values: &mut out,
+            stride: out_w,
+            width: out_w,
+            height: out_h,
+        };
+        resize_area_into(pixels, dims, ink, region, window);
+        out
     }
 
     #[test]
