@@ -59,7 +59,8 @@ pub struct EmbedConfig {
     /// Path to libonnxruntime.so; empty = search the usual places (see twin-embed).
     pub ort_library: String,
     pub provider: ProviderChoice,
-    /// Largest batch one ONNX run takes.
+    /// Largest batch one ONNX run takes (0 = sized to the provider: 8 on CPU, 32 on
+    /// CUDA; see twin-embed's `PoolSize::max_batch`).
     pub max_batch: usize,
     /// Longest a request waits for batch-mates, in microseconds.
     pub max_wait_us: u64,
@@ -78,7 +79,7 @@ impl Default for EmbedConfig {
         Self {
             ort_library: String::new(),
             provider: ProviderChoice::Auto,
-            max_batch: 32,
+            max_batch: 0,
             max_wait_us: 2_000,
             sessions: 0,
             intra_threads: 0,
@@ -370,8 +371,8 @@ impl TwinConfig {
                 "queue.max_message_bytes and queue.confirm_timeout_ms must be at least 1".into(),
             );
         }
-        if self.embed.max_batch == 0 || self.worker.batch_size == 0 {
-            return invalid("embed.max_batch and worker.batch_size must be at least 1".into());
+        if self.worker.batch_size == 0 {
+            return invalid("worker.batch_size must be at least 1".into());
         }
         if self.gateway.tls_cert.is_empty() != self.gateway.tls_key.is_empty() {
             return invalid("gateway.tls_cert and gateway.tls_key must be set together".into());

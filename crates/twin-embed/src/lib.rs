@@ -97,6 +97,7 @@ impl Embedder {
             PoolSize::intra_threads(config),
         )?;
         let pool = PoolSize::plan(config, &provider);
+        let max_batch = PoolSize::max_batch(config, &provider);
         if provider.name == "cuda" {
             tracing::info!(model = %model.manifest.name, provider = provider.name, reason = %provider.reason, "embedding provider chosen");
         } else {
@@ -115,7 +116,7 @@ impl Embedder {
         }
         let batcher = Batcher::start(
             sessions,
-            config.max_batch,
+            max_batch,
             Duration::from_micros(config.max_wait_us),
             model.embedding_size(),
         )?;
@@ -125,7 +126,7 @@ impl Embedder {
             trained = model.manifest.trained,
             sessions = pool.sessions,
             intra_threads = pool.intra_threads,
-            max_batch = config.max_batch,
+            max_batch,
             max_wait_us = config.max_wait_us,
             "embedding model loaded"
         );
