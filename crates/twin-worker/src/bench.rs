@@ -16,7 +16,8 @@ use twin_store::{CollectionSpec, EmbeddedStore, PointFilter, VectorStore};
 use crate::{Worker, WorkerMetrics};
 
 /// The raw baseline's chunk, in batches of `max_batch`: enough batches to keep every
-/// session busy, few enough that a chunk's tensors stay small (8 × 32 images: 31 MB).
+/// session busy, few enough that a chunk's tensors stay small (8 × 8 images on CPU: 8 MB of
+/// signature-v1 tensors; 8 × 32 on CUDA: 31 MB).
 const RAW_CHUNK_BATCHES: usize = 8;
 
 #[derive(Debug, Clone)]
