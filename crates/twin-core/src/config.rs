@@ -52,6 +52,9 @@ pub enum ProviderChoice {
     Cpu,
 }
 
+/// Longest `embed.express_linger_us` accepted.
+const MAX_EXPRESS_LINGER_US: u64 = 100_000;
+
 /// ONNX Runtime and micro-batching (twin-embed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,6 +67,10 @@ pub struct EmbedConfig {
     pub max_batch: usize,
     /// Longest a request waits for batch-mates, in microseconds.
     pub max_wait_us: u64,
+    /// After a lone caller's request (the express lane), how long the helper threads keep
+    /// their cores awake for the next one, in microseconds (0 = not at all). They yield
+    /// to any other thread meanwhile; on a VM an idle core returns slowly.
+    pub express_linger_us: u64,
     /// Number of ONNX sessions (0 = sized to the hardware).
     pub sessions: usize,
     /// Intra-op threads per session (0 = 1; parallelism comes from the sessions).
@@ -81,6 +88,7 @@ impl Default for EmbedConfig {
             provider: ProviderChoice::Auto,
             max_batch: 0,
             max_wait_us: 2_000,
+            express_linger_us: 2_000,
             sessions: 0,
             intra_threads: 0,
             max_image_bytes: 16 * 1024 * 1024,
@@ -370,6 +378,13 @@ impl TwinConfig {
             return invalid(
                 "queue.max_message_bytes and queue.confirm_timeout_ms must be at least 1".into(),
             );
+        }
+        if self.embed.express_linger_us > MAX_EXPRESS_LINGER_US {
+            return invalid(format!(
+                "embed.express_linger_us is {}, at most {MAX_EXPRESS_LINGER_US} (100 ms) allowed: \
+                 it keeps cores busy after every lone request",
+                self.embed.express_linger_us
+            ));
         }
         if self.worker.batch_size == 0 {
             return invalid("worker.batch_size must be at least 1".into());

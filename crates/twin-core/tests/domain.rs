@@ -208,6 +208,12 @@ fn config_layers_defaults_file_and_env() {
     let err = TwinConfig::load(None, vec![("TWIN_STORE__BACKEND".into(), "qdrant".into())])
         .expect_err("qdrant needs a url");
     assert!(err.to_string().contains("store.url"), "{err}");
+    let err = TwinConfig::load(
+        None,
+        vec![("TWIN_EMBED__EXPRESS_LINGER_US".into(), "5000000".into())],
+    )
+    .expect_err("a 5 s linger");
+    assert!(err.to_string().contains("express_linger_us"), "{err}");
 }
 
 #[test]

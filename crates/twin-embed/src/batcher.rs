@@ -26,7 +26,7 @@
 //! image fails alone and never reaches a batch.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -149,6 +149,8 @@ struct Shared {
     embedding_size: usize,
     counters: Counters,
     observer: OnceLock<BatchObserver>,
+    /// Images queued or running, as the queue counts them, readable without its lock.
+    outstanding: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -171,6 +173,8 @@ impl Shared {
     fn finished(&self, images: usize) {
         let mut queue = self.lock();
         queue.running = queue.running.saturating_sub(images);
+        self.outstanding
+            .store(queue.images + queue.running, Ordering::Relaxed);
     }
 
     /// One ONNX run of `count` stacked images, counted and observed.
@@ -288,6 +292,7 @@ impl Batcher {
             embedding_size,
             counters: Counters::default(),
             observer: OnceLock::new(),
+            outstanding: Arc::new(AtomicUsize::new(0)),
         });
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
@@ -320,6 +325,9 @@ impl Batcher {
         });
         queue.images += count;
         queue.note_outstanding(now);
+        self.shared
+            .outstanding
+            .store(queue.images + queue.running, Ordering::Relaxed);
         if was_empty || queue.images >= self.shared.target(&queue) {
             self.shared.available.notify_one();
         }
@@ -356,12 +364,22 @@ impl Batcher {
         }
         queue.running += images;
         queue.note_outstanding(Instant::now());
+        shared
+            .outstanding
+            .store(queue.images + queue.running, Ordering::Relaxed);
         drop(queue);
         Some(ExpressLoan {
             shared,
             sessions,
             images,
         })
+    }
+
+    /// Whether images are queued or running, without taking the queue's lock (cheap
+    /// enough to poll in a loop).
+    pub(crate) fn busy_signal(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let outstanding = Arc::clone(&self.shared.outstanding);
+        move || outstanding.load(Ordering::Relaxed) > 0
     }
 
     pub(crate) fn max_batch(&self) -> usize {
@@ -515,6 +533,7 @@ mod tests {
             embedding_size: 1,
             counters: Counters::default(),
             observer: OnceLock::new(),
+            outstanding: Arc::new(AtomicUsize::new(0)),
         }
     }
 

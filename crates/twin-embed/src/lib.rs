@@ -18,6 +18,7 @@
 mod batcher;
 pub mod bench;
 pub mod error;
+mod helpers;
 pub mod model;
 mod registry;
 pub mod runtime;
@@ -40,6 +41,7 @@ pub use registry::ModelRegistry;
 pub use session::{ActiveProvider, ModelSession, PoolSize};
 
 use batcher::Batcher;
+use helpers::{Helpers, HELPER_FAILED};
 
 /// Tolerance on the norm of outputs of a graph whose manifest says they are L2-normalized.
 const NORM_TOLERANCE: f32 = 1e-3;
@@ -68,10 +70,8 @@ struct Inner {
     config: EmbedConfig,
     runtime: &'static runtime::Runtime,
     batcher: Batcher,
-    /// One thread pinned to each core: the express lane and `preprocess_many` run on them
-    /// (see [`start_helpers`]). Called from outside, `install` hands the work over and
-    /// waits; from a helper it runs in place, and rayon spreads the items over the others.
-    helpers: rayon::ThreadPool,
+    /// One thread pinned to each core: the express lane and `preprocess_many` run on them.
+    helpers: Helpers,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -133,7 +133,7 @@ impl Embedder {
         if !model.manifest.trained {
             tracing::warn!(model = %model.manifest.name, "model is UNTRAINED (development only); its decisions are meaningless");
         }
-        let helpers = start_helpers()?;
+        let helpers = Helpers::start(Duration::from_micros(config.express_linger_us))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 helpers,
@@ -277,6 +277,8 @@ impl Embedder {
                 .collect()
         });
         drop(loan);
+        // A lone caller often comes straight back: keep the cores awake for it.
+        self.inner.helpers.linger(self.inner.batcher.busy_signal());
         Express::Done(
             embedded
                 .map(|shares| shares.concat())
@@ -379,8 +381,6 @@ enum Express {
     Busy(Vec<Vec<u8>>),
 }
 
-const HELPER_FAILED: &str = "an embedding helper thread failed (see the error log)";
-
 /// The embeddings of one batcher job, in order.
 type JobResult = Result<Vec<Vec<f32>>, EmbedError>;
 
@@ -394,35 +394,6 @@ fn label_by_position(
         .enumerate()
         .map(|(index, tensor)| tensor.map_err(|source| EncodedError::Image { index, source }))
         .collect()
-}
-
-/// One helper thread per core the process may use, each pinned to its core.
-///
-/// Why pinned: a job spread over the cores (a verification pair on two sessions) waits
-/// for its slowest share, and a thread woken while the other cores are busy for a few
-/// microseconds is queued behind whatever runs where it woke — on a 2-core VM, often
-/// the other share's 1 ms inference (`perf sched` showed the second share waiting
-/// 1.5 ms beside an idle core). A helper pinned to its own core starts as soon as that
-/// core is free. Where pinning is not possible the helpers simply float.
-fn start_helpers() -> Result<rayon::ThreadPool, EmbedError> {
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let count = match cores.len() {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(count)
-        .thread_name(|index| format!("twin-embed-helper-{index}"))
-        .start_handler(move |index| {
-            if let Some(core) = cores.get(index) {
-                if !core_affinity::set_for_current(*core) {
-                    tracing::debug!(helper = index, core = core.id, "helper thread not pinned");
-                }
-            }
-        })
-        .panic_handler(|_| tracing::error!("{HELPER_FAILED}: it panicked"))
-        .build()
-        .map_err(|e| EmbedError::Session(format!("cannot start the helper threads: {e}")))
 }
 
 fn single(result: JobResult) -> Result<Vec<f32>, EmbedError> {
