@@ -31,8 +31,8 @@ pub(crate) struct Helpers {
     pool: rayon::ThreadPool,
     /// How long [`Helpers::linger`] keeps the cores awake; zero: not at all.
     linger: Duration,
-    /// Helpers lingering right now.
-    lingering: Arc<AtomicUsize>,
+    /// Lingers over so far, one per helper per [`Helpers::linger`].
+    lingers_over: Arc<AtomicUsize>,
 }
 
 impl Helpers {
@@ -59,7 +59,7 @@ impl Helpers {
         Ok(Self {
             pool,
             linger,
-            lingering: Arc::new(AtomicUsize::new(0)),
+            lingers_over: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -83,9 +83,8 @@ impl Helpers {
             return;
         }
         let until = Instant::now() + self.linger;
-        let lingering = Arc::clone(&self.lingering);
+        let lingers_over = Arc::clone(&self.lingers_over);
         self.pool.spawn_broadcast(move |_| {
-            lingering.fetch_add(1, Ordering::Relaxed);
             while Instant::now() < until && !busy() {
                 if let Some(rayon::Yield::Executed) = rayon::yield_now() {
                     break;
@@ -94,14 +93,13 @@ impl Helpers {
                 // thread woken by the next request) before looking again.
                 std::thread::yield_now();
             }
-            lingering.fetch_sub(1, Ordering::Relaxed);
+            lingers_over.fetch_add(1, Ordering::Relaxed);
         });
     }
 
-    /// Helpers lingering right now.
     #[cfg(test)]
-    fn lingering(&self) -> usize {
-        self.lingering.load(Ordering::Relaxed)
+    fn threads(&self) -> usize {
+        self.pool.current_num_threads()
     }
 }
 
@@ -109,13 +107,15 @@ impl Helpers {
 mod tests {
     use super::*;
 
-    /// Waits (at most 20 s) until no helper lingers; how many still did then.
-    fn settle(helpers: &Helpers) -> usize {
+    /// Waits until `expected` lingers are over, for at most 20 s (a linger that ignores
+    /// what should stop it runs for 600 s); how many were over by then.
+    fn lingers_over(helpers: &Helpers, expected: usize) -> usize {
         let start = Instant::now();
-        while helpers.lingering() > 0 && start.elapsed() < Duration::from_secs(20) {
+        let over = || helpers.lingers_over.load(Ordering::Relaxed);
+        while over() < expected && start.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(5));
         }
-        helpers.lingering()
+        over()
     }
 
     #[test]
@@ -133,27 +133,40 @@ mod tests {
         let ran = finished
             .recv_timeout(Duration::from_secs(60))
             .expect("the lingering helpers did not take new work within 60 s");
-        assert_eq!(ran, helpers.pool.current_num_threads());
+        assert_eq!(ran, helpers.threads());
         assert_eq!(
-            settle(&helpers),
-            0,
+            lingers_over(&helpers, helpers.threads()),
+            helpers.threads(),
             "every helper took the new job and stopped lingering, long before its 600 s"
         );
     }
 
     #[test]
-    fn a_linger_ends_on_its_own_and_zero_means_none() {
+    fn a_linger_ends_on_its_own_or_when_other_work_runs() {
         let helpers = Helpers::start(Duration::from_millis(20)).expect("helpers");
         helpers.linger(|| false);
-        assert_eq!(settle(&helpers), 0, "a 20 ms linger ended by itself");
+        let threads = helpers.threads();
+        assert_eq!(
+            lingers_over(&helpers, threads),
+            threads,
+            "20 ms lingers end"
+        );
 
         let helpers = Helpers::start(Duration::from_secs(600)).expect("helpers");
         helpers.linger(|| true);
-        assert_eq!(settle(&helpers), 0, "no linger while other work runs");
+        assert_eq!(
+            lingers_over(&helpers, threads),
+            threads,
+            "no linger while other work runs"
+        );
+    }
 
-        let off = Helpers::start(Duration::ZERO).expect("helpers");
-        off.linger(|| false);
-        off.install(|| ());
-        assert_eq!(off.lingering(), 0);
+    #[test]
+    fn a_zero_linger_spawns_nothing() {
+        let helpers = Helpers::start(Duration::ZERO).expect("helpers");
+        helpers.linger(|| false);
+        // Jobs run in order on each helper: a linger would be over before this job.
+        helpers.pool.broadcast(|_| ());
+        assert_eq!(helpers.lingers_over.load(Ordering::Relaxed), 0);
     }
 }

@@ -97,6 +97,7 @@ pub struct VerifyReport {
     pub pool: PoolSize,
     pub max_batch: usize,
     pub max_wait_us: u64,
+    pub express_linger_us: u64,
     /// "embedded (127.0.0.1:port)" or the targeted URL.
     pub target: String,
     pub pairs: usize,
@@ -173,7 +174,7 @@ impl VerifyReport {
         let _ = writeln!(
             out,
             "verify benchmark: model {}{}, provider {} ({}), {} session(s) x {} intra-op \
-             thread(s), max_batch {}, max_wait {} us",
+             thread(s), max_batch {}, max_wait {} us, express linger {} us",
             self.model,
             if self.model_trained {
                 ""
@@ -186,6 +187,7 @@ impl VerifyReport {
             self.pool.intra_threads,
             self.max_batch,
             self.max_wait_us,
+            self.express_linger_us,
         );
         let _ = writeln!(
             out,
@@ -558,6 +560,7 @@ pub fn run_verify_bench(
         pool: embedder.pool(),
         max_batch: embedder.max_batch(),
         max_wait_us: embedder.config().max_wait_us,
+        express_linger_us: embedder.config().express_linger_us,
         target: target_name,
         pairs: pairs.len(),
         seconds: options.seconds,
