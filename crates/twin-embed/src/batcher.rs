@@ -167,14 +167,20 @@ impl Shared {
         (queue.peak.max(queue.previous_peak) / self.sessions).clamp(1, self.max_batch)
     }
 
+    /// Copies the images queued or running to `outstanding`; call it, with the lock held,
+    /// wherever that sum changes (a submit, a loan, a finished run).
+    fn publish_outstanding(&self, queue: &Queue) {
+        self.outstanding
+            .store(queue.images + queue.running, Ordering::Relaxed);
+    }
+
     /// Called when a run (session thread) or a loan (express lane) is over, before its
     /// callers are answered, so that answered callers who come straight back are not
     /// counted twice.
     fn finished(&self, images: usize) {
         let mut queue = self.lock();
         queue.running = queue.running.saturating_sub(images);
-        self.outstanding
-            .store(queue.images + queue.running, Ordering::Relaxed);
+        self.publish_outstanding(&queue);
     }
 
     /// One ONNX run of `count` stacked images, counted and observed.
@@ -325,9 +331,7 @@ impl Batcher {
         });
         queue.images += count;
         queue.note_outstanding(now);
-        self.shared
-            .outstanding
-            .store(queue.images + queue.running, Ordering::Relaxed);
+        self.shared.publish_outstanding(&queue);
         if was_empty || queue.images >= self.shared.target(&queue) {
             self.shared.available.notify_one();
         }
@@ -364,9 +368,7 @@ impl Batcher {
         }
         queue.running += images;
         queue.note_outstanding(Instant::now());
-        shared
-            .outstanding
-            .store(queue.images + queue.running, Ordering::Relaxed);
+        shared.publish_outstanding(&queue);
         drop(queue);
         Some(ExpressLoan {
             shared,
