@@ -337,10 +337,10 @@ impl Batcher {
         }
     }
 
-    /// Nothing queued and nothing running (a hint: [`Batcher::express`] checks again).
+    /// Nothing queued and nothing running (a hint, read without the lock:
+    /// [`Batcher::express`] checks again under it).
     pub(crate) fn is_idle(&self) -> bool {
-        let queue = self.shared.lock();
-        queue.jobs.is_empty() && queue.running == 0
+        self.shared.outstanding.load(Ordering::Relaxed) == 0
     }
 
     /// Lends the idle sessions, up to one per image, to a caller with `images` images
@@ -377,8 +377,8 @@ impl Batcher {
         })
     }
 
-    /// Whether images are queued or running, without taking the queue's lock (cheap
-    /// enough to poll in a loop).
+    /// The negation of [`Batcher::is_idle`], detached from the batcher (cheap enough to
+    /// poll in a loop).
     pub(crate) fn busy_signal(&self) -> impl Fn() -> bool + Send + Sync + 'static {
         let outstanding = Arc::clone(&self.shared.outstanding);
         move || outstanding.load(Ordering::Relaxed) > 0
