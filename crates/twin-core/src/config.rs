@@ -62,7 +62,7 @@ pub struct EmbedConfig {
     /// Path to libonnxruntime.so; empty = search the usual places (see twin-embed).
     pub ort_library: String,
     pub provider: ProviderChoice,
-    /// Largest batch one ONNX run takes (0 = sized to the provider: 8 on CPU, 32 on
+    /// Largest batch one ONNX run takes (0 = sized to the provider: 2 on CPU, 32 on
     /// CUDA; see twin-embed's `PoolSize::max_batch`).
     pub max_batch: usize,
     /// Longest a request waits for batch-mates, in microseconds.

@@ -58,20 +58,24 @@ impl PoolSize {
     }
 
     /// The most images one ONNX run takes: the configured `max_batch`, or when it is 0,
-    /// 32 on CUDA (a GPU is busy only with large batches) and 8 on CPU.
+    /// 32 on CUDA (a GPU is busy only with large batches) and 2 on CPU (a verification
+    /// pair: the largest job the gateway makes).
     ///
     /// Why small on CPU: ONNX Runtime runs a batch one operator at a time over all its
     /// images, so the activations in flight grow with the batch and soon no longer fit in
-    /// the core's cache; past a few images a batch only adds memory traffic, while the
-    /// run's fixed cost is already spread. Measured on the 2-core VM (signature-v1, one
-    /// single-threaded session per core, both busy): 880-910 images/s per core at batches
-    /// of 1 to 8, 870 at 16, 840 at 32, 805 at 64. With batches of 8 instead of 32,
-    /// `twin bench verify` at concurrency 32 served about 7 % more pairs/s (mean of
-    /// alternating runs) and `twin bench ingest` 15-25 % more images/s with 2 workers.
+    /// the core's cache; a single-threaded session's fixed cost per run is small beside an
+    /// image's inference, so a batch buys little and costs memory traffic. Raw images/s
+    /// on the 2-core VMs (signature-v1, one single-threaded session per core, both busy):
+    /// on an AVX-512 Xeon 880-910 per core at batches of 1 to 8, 870 at 16, 805 at 64; on
+    /// an AMD EPYC (Zen 5, `twin bench embed --sizes 1,2,4,8,16,64`) 2,954 and 2,971 in all
+    /// at batches of 1 and 2, 2,797 at 4, 2,711 at 8, 2,460 at 16, 2,364 at 64. There,
+    /// `twin bench verify` at concurrency 32 served 1,004-1,012 pairs/s with batches of 2,
+    /// 977 with 4 and 907-908 with 8 (alternating runs), and `twin bench ingest` with 2
+    /// workers 1,501 images/s against 1,388.
     pub fn max_batch(config: &EmbedConfig, provider: &ActiveProvider) -> usize {
         match (config.max_batch, provider.name) {
             (0, "cuda") => 32,
-            (0, _) => 8,
+            (0, _) => 2,
             (n, _) => n,
         }
     }
@@ -290,7 +294,7 @@ mod tests {
     #[test]
     fn max_batch_is_sized_to_the_provider_unless_configured() {
         let auto = EmbedConfig::default();
-        assert_eq!(PoolSize::max_batch(&auto, &provider("cpu")), 8);
+        assert_eq!(PoolSize::max_batch(&auto, &provider("cpu")), 2);
         assert_eq!(PoolSize::max_batch(&auto, &provider("cuda")), 32);
         let explicit = EmbedConfig {
             max_batch: 64,

@@ -232,8 +232,8 @@ pub fn embed_images(
     quiet: bool,
 ) -> anyhow::Result<(Vec<Embedded>, Vec<Skipped>)> {
     let progress = progress_bar(images.len() as u64, quiet, "embed");
-    // Enough requests in flight to fill the micro-batcher's batches.
-    let in_flight = embedder.max_batch().max(1) * 2;
+    // Enough requests in flight to fill every session's batch twice over.
+    let in_flight = embedder.max_batch().max(1) * embedder.pool().sessions.max(1) * 2;
     let mut results = Vec::with_capacity(images.len());
     client::block_on(async {
         results = futures::stream::iter(images)
