@@ -62,8 +62,9 @@ pub struct EmbedConfig {
     /// Path to libonnxruntime.so; empty = search the usual places (see twin-embed).
     pub ort_library: String,
     pub provider: ProviderChoice,
-    /// Largest batch one ONNX run takes (0 = sized to the provider: 2 on CPU, 32 on
-    /// CUDA; see twin-embed's `PoolSize::max_batch`).
+    /// Largest batch one ONNX run takes, and the most images in one embedding job (0 =
+    /// sized to the provider: 2 on CPU, 32 on CUDA; see twin-embed's
+    /// `PoolSize::max_batch`); at least 2.
     pub max_batch: usize,
     /// Longest a request waits for batch-mates, in microseconds.
     pub max_wait_us: u64,
@@ -377,6 +378,14 @@ impl TwinConfig {
         if self.queue.max_message_bytes == 0 || self.queue.confirm_timeout_ms == 0 {
             return invalid(
                 "queue.max_message_bytes and queue.confirm_timeout_ms must be at least 1".into(),
+            );
+        }
+        // A verification pair is one embedding job, and a job never spans two runs.
+        if self.embed.max_batch == 1 {
+            return invalid(
+                "embed.max_batch is 1, at least 2 needed (a verification pair is one job); \
+                 0 sizes it to the provider"
+                    .into(),
             );
         }
         if self.embed.express_linger_us > MAX_EXPRESS_LINGER_US {

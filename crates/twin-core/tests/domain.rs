@@ -214,6 +214,13 @@ fn config_layers_defaults_file_and_env() {
     )
     .expect_err("a 5 s linger");
     assert!(err.to_string().contains("express_linger_us"), "{err}");
+    let err = TwinConfig::load(None, vec![("TWIN_EMBED__MAX_BATCH".into(), "1".into())])
+        .expect_err("a pair would not fit one job");
+    assert!(err.to_string().contains("embed.max_batch"), "{err}");
+    for fits in ["0", "2"] {
+        TwinConfig::load(None, vec![("TWIN_EMBED__MAX_BATCH".into(), fits.into())])
+            .unwrap_or_else(|e| panic!("max_batch {fits}: {e}"));
+    }
 }
 
 #[test]
