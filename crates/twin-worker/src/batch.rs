@@ -21,6 +21,7 @@ const STORE_BACKOFF_MAX: Duration = Duration::from_secs(5);
 struct Pending {
     job: EmbedJob,
     handle: DeliveryHandle,
+    /// Moved out (left empty) when the batch goes to the embedder.
     tensor: Vec<f32>,
 }
 
@@ -55,7 +56,7 @@ impl Worker {
         for (_, (model, jobs)) in by_model {
             let started = Instant::now();
             // 2. Preprocess in parallel on the blocking pool; a bad image fails alone.
-            let (pending, bad) = preprocess_all(&model, jobs).await;
+            let (mut pending, bad) = preprocess_all(&model, jobs).await;
             for (handle, reason) in bad {
                 self.dead_letter(handle, "bad_image", &reason, summary)
                     .await;
@@ -64,7 +65,11 @@ impl Worker {
                 continue;
             }
             // 3. Embed the batch off the executor.
-            let tensors: Vec<Vec<f32>> = pending.iter().map(|p| p.tensor.clone()).collect();
+            // Moved, not copied: the jobs' handles are all that is needed from here on.
+            let tensors: Vec<Vec<f32>> = pending
+                .iter_mut()
+                .map(|p| std::mem::take(&mut p.tensor))
+                .collect();
             let embedder = model.clone();
             let embedded =
                 tokio::task::spawn_blocking(move || embedder.embed_batch(&tensors)).await;

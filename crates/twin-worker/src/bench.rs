@@ -16,7 +16,7 @@ use twin_store::{CollectionSpec, EmbeddedStore, PointFilter, VectorStore};
 use crate::{Worker, WorkerMetrics};
 
 /// The raw baseline's chunk, in batches of `max_batch`: enough batches to keep every
-/// session busy, few enough that a chunk's tensors stay small (8 × 8 images on CPU: 8 MB of
+/// session busy, few enough that a chunk's tensors stay small (8 × 2 images on CPU: 2 MB of
 /// signature-v1 tensors; 8 × 32 on CUDA: 31 MB).
 const RAW_CHUNK_BATCHES: usize = 8;
 
