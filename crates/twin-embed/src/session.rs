@@ -70,8 +70,8 @@ impl PoolSize {
     /// an AMD EPYC (Zen 5, `twin bench embed --sizes 1,2,4,8,16,64`) 2,954 and 2,971 in all
     /// at batches of 1 and 2, 2,797 at 4, 2,711 at 8, 2,460 at 16, 2,364 at 64. There,
     /// `twin bench verify` at concurrency 32 served 1,004-1,012 pairs/s with batches of 2,
-    /// 977 with 4 and 907-908 with 8 (alternating runs), and `twin bench ingest` with 2
-    /// workers 1,501 images/s against 1,388.
+    /// 977 with 4 and 907-908 with 8 (alternating runs), and `twin bench ingest` (10,000
+    /// jobs, 2 workers) 1,495-1,520 images/s end to end against 1,421.
     pub fn max_batch(config: &EmbedConfig, provider: &ActiveProvider) -> usize {
         match (config.max_batch, provider.name) {
             (0, "cuda") => 32,
