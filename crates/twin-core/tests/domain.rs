@@ -196,27 +196,38 @@ fn config_layers_defaults_file_and_env() {
         "{shown}"
     );
 
-    let err = TwinConfig::load(
-        None,
-        vec![("TWIN_WORKER__BATCH_SIZE".into(), "many".into())],
-    )
-    .expect_err("not a number");
-    assert!(err.to_string().contains("TWIN_WORKER__BATCH_SIZE"), "{err}");
-    let err = TwinConfig::load(None, vec![("TWIN_WORKER__NOPE".into(), "1".into())])
-        .expect_err("unknown key");
-    assert!(err.to_string().contains("nope"), "{err}");
-    let err = TwinConfig::load(None, vec![("TWIN_STORE__BACKEND".into(), "qdrant".into())])
-        .expect_err("qdrant needs a url");
-    assert!(err.to_string().contains("store.url"), "{err}");
-    let err = TwinConfig::load(
-        None,
-        vec![("TWIN_EMBED__EXPRESS_LINGER_US".into(), "5000000".into())],
-    )
-    .expect_err("a 5 s linger");
-    assert!(err.to_string().contains("express_linger_us"), "{err}");
-    let err = TwinConfig::load(None, vec![("TWIN_EMBED__MAX_BATCH".into(), "1".into())])
-        .expect_err("a pair would not fit one job");
-    assert!(err.to_string().contains("embed.max_batch"), "{err}");
+    // (variable, value, why it is refused, what the error must name)
+    let refused = [
+        (
+            "TWIN_WORKER__BATCH_SIZE",
+            "many",
+            "not a number",
+            "TWIN_WORKER__BATCH_SIZE",
+        ),
+        ("TWIN_WORKER__NOPE", "1", "unknown key", "nope"),
+        (
+            "TWIN_STORE__BACKEND",
+            "qdrant",
+            "qdrant needs a url",
+            "store.url",
+        ),
+        (
+            "TWIN_EMBED__EXPRESS_LINGER_US",
+            "5000000",
+            "a 5 s linger",
+            "express_linger_us",
+        ),
+        (
+            "TWIN_EMBED__MAX_BATCH",
+            "1",
+            "a pair would not fit one job",
+            "embed.max_batch",
+        ),
+    ];
+    for (var, value, why, named) in refused {
+        let err = TwinConfig::load(None, vec![(var.into(), value.into())]).expect_err(why);
+        assert!(err.to_string().contains(named), "{why}: {err}");
+    }
     for fits in ["0", "2"] {
         TwinConfig::load(None, vec![("TWIN_EMBED__MAX_BATCH".into(), fits.into())])
             .unwrap_or_else(|e| panic!("max_batch {fits}: {e}"));
