@@ -11,6 +11,17 @@
 #   training/run.sh card         MODEL_CARD.md from the measured figures
 #   training/run.sh all          every stage above, in order
 #
+# signature-v2 (BHSig260-Bengali + ICDAR 2011 sign_data + synthetic writers; splits in
+# twin_train/splits.py; every choice on validation writers of both collections):
+#   training/run.sh v2-preprocess  `twin synth` writers + both collections -> $WORK/sig2.<H>x<W>.{npy,json}
+#   training/run.sh v2-train       -> $WORK/runs/signature-v2/{best,last}.pt (resumes from last.pt)
+#   training/run.sh v2-export      -> models/signature-v2/{model.onnx,manifest.toml} + parity check
+#   training/run.sh v2-calibrate   thresholds on both collections' validation writers
+#   training/run.sh v2-evaluate    test-writer figures per collection -> manifest, evaluation.json
+#   training/run.sh v2-parity-rust twin-embed (Rust) vs onnxruntime-Python
+#   training/run.sh v2-card        models/signature-v2/MODEL_CARD.md
+#   training/run.sh v2-all         every signature-v2 stage above, in order
+#
 # Omniglot (models/omniglot-v1; images_background only for training and model selection):
 #   training/run.sh omniglot-preprocess  zips -> `twin preprocess` -> $WORK/omniglot/background.28x28.{npy,json}
 #   training/run.sh omniglot-train       -> $WORK/runs/omniglot-v1/{best,last}.pt, log.jsonl
@@ -23,7 +34,7 @@
 # Environment: TWIN_DATA (default ../shared/data next to the repo), TWIN_TRAIN_WORK (caches and
 # runs, default ~/.cache/twin-train; never inside the repo), TWIN_BIN (the twin binary,
 # default: built with cargo), THREADS (torch threads, default 1), EPOCHS, OMNI_EPOCHS, SEED,
-# DEVICE (cpu|cuda|auto).
+# DEVICE (cpu|cuda|auto); for v2 also V2_EPOCHS, V2_RUN, SYNTH_WRITERS.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
@@ -96,6 +107,66 @@ card() {
   "$PY" -m twin_train.card --model "$MODEL" --run "$RUN"
 }
 
+# ---- signature-v2 -------------------------------------------------------------------------
+V2_CACHE="$WORK/sig2.${H}x${W}"
+V2_RUN="${V2_RUN:-$WORK/runs/signature-v2}"
+V2_MODEL="$repo/models/signature-v2"
+V2_EPOCHS="${V2_EPOCHS:-36}"
+SYNTH_WRITERS="${SYNTH_WRITERS:-1000}"
+SYNTH="$WORK/synth-${SYNTH_WRITERS}"
+V2_TRAIN="bhsig:train,icdar:train,synth:*"
+V2_VAL="bhsig:val,icdar:val"
+V2_TEST="bhsig:test,icdar:test"
+V2_DATASET="BHSig260-Bengali + ICDAR 2011 sign_data"
+
+v2_preprocess() {
+  need_py
+  mkdir -p "$WORK"
+  local twin
+  twin="$(twin_bin)"
+  # byte-identical for the same seed: generated once, then reused
+  [ -f "$SYNTH/labels.csv" ] || "$twin" synth --out "$SYNTH" --writers "$SYNTH_WRITERS" --genuine 12 --forgeries 6 --seed 2026
+  "$PY" -m twin_train.data combine --bhsig "$DATA/bhsig260-bengali" --icdar "$DATA/icdar2011-sign-data" \
+    --synth "$SYNTH" --out "$WORK/sig2.tsv"
+  "$twin" preprocess --list "$WORK/sig2.tsv" --height "$H" --width "$W" --margin "$MARGIN" --out "$V2_CACHE"
+}
+
+v2_train() {
+  need_py
+  "$PY" -m twin_train.train --cache "$V2_CACHE" --out "$V2_RUN" --resume --epochs "$V2_EPOCHS" --seed "$SEED" \
+    --device "$DEVICE" --threads "$THREADS" --train-writers "$V2_TRAIN" --val-writers "$V2_VAL" \
+    --widths 24,48,64,96 --stem s2 --pool hybrid --grid 2,4 --loss semihard --margin 0.2 --skilled-weight 1.0 \
+    --lr 1e-3 --writers-per-batch 16 --synth-per-batch 6 \
+    --augment p_dilate=0,p_erode=0 --steps-per-epoch 25 --ema 0.99 "$@"
+}
+
+v2_export() {
+  need_py
+  "$PY" -m twin_train.export --checkpoint "$V2_RUN/best.pt" --out "$V2_MODEL" --cache "$V2_CACHE" --name signature-v2 \
+    --version 2.0.0 --description "Offline signature verification branch (BHSig260-Bengali + ICDAR 2011 + synthetic writers, triplet loss)"
+}
+
+v2_calibrate() {
+  need_py
+  "$PY" -m twin_train.evaluate calibrate --model "$V2_MODEL" --cache "$V2_CACHE" --val-writers "$V2_VAL" --dataset "$V2_DATASET"
+}
+
+v2_evaluate() {
+  need_py
+  "$PY" -m twin_train.evaluate evaluate --model "$V2_MODEL" --cache "$V2_CACHE" --val-writers "$V2_VAL" \
+    --test-writers "$V2_TEST" --dataset "$V2_DATASET"
+}
+
+v2_parity_rust() {
+  need_py
+  "$PY" -m twin_train.parity_rust --model "$V2_MODEL" --cache "$V2_CACHE" --twin "$(twin_bin)"
+}
+
+v2_card() {
+  need_py
+  "$PY" -m twin_train.card_v2 --model "$V2_MODEL" --run "$V2_RUN" --synth-writers "$SYNTH_WRITERS"
+}
+
 # ---- Omniglot ----------------------------------------------------------------------------
 OMNI_DATA="$DATA/omniglot"
 OMNI_WORK="$WORK/omniglot"
@@ -154,11 +225,19 @@ case "$stage" in
   parity-rust) parity_rust ;;
   card) card ;;
   all) preprocess; train "$@"; export_model; calibrate; evaluate; parity_rust; card ;;
+  v2-preprocess) v2_preprocess ;;
+  v2-train) v2_train "$@" ;;
+  v2-export) v2_export ;;
+  v2-calibrate) v2_calibrate ;;
+  v2-evaluate) v2_evaluate ;;
+  v2-parity-rust) v2_parity_rust ;;
+  v2-card) v2_card ;;
+  v2-all) v2_preprocess; v2_train "$@"; v2_export; v2_calibrate; v2_evaluate; v2_parity_rust; v2_card ;;
   omniglot-preprocess) omniglot_preprocess ;;
   omniglot-train) omniglot_train "$@" ;;
   omniglot-export) omniglot_export ;;
   omniglot-eval) omniglot_eval ;;
   omniglot-card) omniglot_card ;;
   omniglot-all) omniglot_preprocess; omniglot_train "$@"; omniglot_export; omniglot_eval; omniglot_card ;;
-  *) sed -n '2,27p' "$0"; exit 2 ;;
+  *) sed -n '2,38p' "$0"; exit 2 ;;
 esac

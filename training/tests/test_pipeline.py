@@ -197,3 +197,56 @@ def test_exported_model_loads_in_rust(tmp_path):
     np.testing.assert_allclose(e_rust, e_py, atol=1e-5)
     index = json.loads(Path(str(out) + ".json").read_text())
     assert [s["subject"] for s in index["samples"]] == ["001"] * 3
+
+
+def mixed_cache(prefix: Path, h=32, w=64):
+    """A combined cache: 6 `bhsig:` writers, 2 `icdar:` writers (validation split ids) and 8
+    synthetic ones, each with 4 genuine images and 2 forgeries."""
+    rng = np.random.default_rng(1)
+    subjects = [f"bhsig:{i:03d}" for i in range(1, 7)] + ["icdar:013", "icdar:017"] + [f"synth:w{i:04d}" for i in range(1, 9)]
+    samples, xs = [], []
+    for subject in subjects:
+        base = rng.random((1, h, w)) < 0.1
+        for i in range(6):
+            forged = i >= 4
+            img = base if not forged else rng.random((1, h, w)) < 0.1
+            xs.append((img ^ (rng.random((1, h, w)) < 0.02)).astype(np.float32))
+            samples.append({"path": f"{subject}_{i}.png", "subject": subject, "kind": "forged" if forged else "genuine"})
+    np.save(prefix.with_name(prefix.name + ".npy"), np.stack(xs))
+    meta = {"input": {"name": "image", "channels": 1, "height": h, "width": w},
+            "preprocess": {"binarize": True, "crop_to_ink": True, "margin": 0.0, "mean": 0.0, "std": 1.0},
+            "count": len(samples), "samples": samples, "skipped": []}
+    prefix.with_name(prefix.name + ".json").write_text(json.dumps(meta))
+
+
+MIXED_ARGS = ["--train-writers", "bhsig:1-4,synth:*", "--val-writers", "icdar:val,bhsig:5-6",
+              "--steps-per-epoch", "2", "--writers-per-batch", "4", "--synth-per-batch", "2", "--genuine-per-writer", "2",
+              "--forged-per-writer", "1", "--widths", "8,8,8,8", "--grid", "1,2", "--stem", "gentle", "--pool", "hybrid",
+              "--device", "cpu", "--threads", "1", "--ema", "0.9"]
+
+
+def test_co_training_on_synthetic_writers_and_resume(tmp_path, capsys):
+    """The synthetic co-training step: batches hold real and synthetic writers in the asked
+    proportion, validation reports each collection; and an interrupted run resumed from
+    last.pt ends exactly where an uninterrupted one does."""
+    prefix = tmp_path / "cache"
+    mixed_cache(prefix)
+    with pytest.raises(ValueError, match="both the train and the val split"):
+        train.main(["--cache", str(prefix), "--out", str(tmp_path / "bad"), "--epochs", "1", *MIXED_ARGS[:1],
+                    "bhsig:1-6", "--val-writers", "bhsig:6-6"])
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train.main(["--cache", str(prefix), "--out", str(straight), "--epochs", "3", *MIXED_ARGS])
+    out = capsys.readouterr().out
+    assert "batch 2+2x(2+1)" in out, out
+    train.main(["--cache", str(prefix), "--out", str(split), "--epochs", "3", "--stop-after-epoch", "2", *MIXED_ARGS])
+    train.main(["--cache", str(prefix), "--out", str(split), "--epochs", "3", "--resume", *MIXED_ARGS])
+    assert "resume:" in capsys.readouterr().out
+    a = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
+    b = [json.loads(line) for line in (split / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in b] == [1, 2, 3]
+    for ra, rb in zip(a, b):
+        assert ra["loss"] == rb["loss"] and ra["val_eer_skilled"] == rb["val_eer_skilled"]
+        assert {"val_eer_skilled_icdar", "val_eer_skilled_bhsig"} <= set(ra)
+    sa = torch.load(straight / "last.pt", weights_only=False)["state"]
+    sb = torch.load(split / "last.pt", weights_only=False)["state"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -78,3 +78,30 @@ def test_list_roundtrip(tmp_path):
     s = [readers.Sample("/a b/x.png", "001", GENUINE), readers.Sample("/y.png", "002", FORGED)]
     readers.write_list(s, tmp_path / "l.tsv")
     assert readers.read_list(tmp_path / "l.tsv") == s
+
+
+def test_icdar_names_take_the_writer_folder(tmp_path):
+    touch(tmp_path / "001" / "S-001-G-001_01.png")
+    touch(tmp_path / "001" / "S-001-F-0119001_01.png")
+    touch(tmp_path / "030" / "S-030-F-01_0109030.png")
+    touch(tmp_path / "030" / "readme.png")  # not an ICDAR name: ignored
+    s = readers.read_icdar(tmp_path)
+    assert [(x.subject, x.kind) for x in s] == [("001", FORGED), ("001", GENUINE), ("030", FORGED)]
+
+
+def test_icdar_name_in_the_wrong_folder_is_an_error(tmp_path):
+    touch(tmp_path / "002" / "S-001-G-001_01.png")
+    with pytest.raises(ReaderError, match="folder 002"):
+        readers.read_icdar(tmp_path)
+
+
+def test_combine_prefixes_every_collection(tmp_path):
+    from twin_train.data import combine
+
+    touch(tmp_path / "bhsig" / "001" / "B-S-1-G-01.png")
+    touch(tmp_path / "icdar" / "013" / "S-013-F-0101013_01.png")
+    touch(tmp_path / "synth" / "w0001" / "w0001-G-01.png")
+    touch(tmp_path / "synth" / "w0001" / "w0001-F-01.png")
+    s = combine(bhsig=tmp_path / "bhsig", icdar=tmp_path / "icdar", synth=tmp_path / "synth")
+    assert sorted((x.subject, x.kind) for x in s) == [
+        ("bhsig:001", GENUINE), ("icdar:013", FORGED), ("synth:w0001", FORGED), ("synth:w0001", GENUINE)]

@@ -21,8 +21,9 @@ import numpy as np
 from . import cache as cache_mod
 from . import manifest as mf
 from .embed import onnx_embed, onnx_session
-from .metrics import far_frr, figures, threshold_for_far
-from .pairs import build_pairs, cosine_scores, parse_range, split_indices
+from . import splits
+from .metrics import far_frr, figures, threshold_for_mean_far
+from .pairs import build_pairs, cosine_scores
 
 TARGET_FARS = (0.1, 0.01, 0.001)
 
@@ -32,17 +33,29 @@ def pct(v: float) -> str:
 
 
 def split_scores(model_dir: Path, c, writers: str, threads: int = 0) -> dict[str, np.ndarray]:
-    idx = split_indices(c.samples, *parse_range(writers))
-    if len(idx) == 0:
+    """Scores of every pair among the writers `writers` selects, all collections together."""
+    return group_scores(model_dir, c, writers, threads, grouped=False)[""]
+
+
+def group_scores(model_dir: Path, c, writers: str, threads: int = 0, grouped: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Scores per collection (`bhsig`, `icdar`; "" on a single-collection cache). Pairs never
+    cross collections: a random negative is another writer of the same collection."""
+    groups = splits.by_dataset(c.samples, writers)
+    if not groups:
         raise SystemExit(f"no images of writers {writers} in the cache")
+    if not grouped:
+        groups = {"": np.concatenate(list(groups.values()))}
     sess = onnx_session(str(model_dir / mf_onnx()), threads)
-    emb = onnx_embed(sess, np.ascontiguousarray(c.x[idx], dtype=np.float32))
-    pairs = build_pairs([c.samples[i] for i in idx])
-    return {
-        "positive": cosine_scores(emb, pairs.positive),
-        "skilled": cosine_scores(emb, pairs.skilled),
-        "random": cosine_scores(emb, pairs.random),
-    }
+    out = {}
+    for name, idx in groups.items():
+        emb = onnx_embed(sess, np.ascontiguousarray(c.x[idx], dtype=np.float32))
+        pairs = build_pairs([c.samples[i] for i in idx])
+        out[name] = {
+            "positive": cosine_scores(emb, pairs.positive),
+            "skilled": cosine_scores(emb, pairs.skilled),
+            "random": cosine_scores(emb, pairs.random),
+        }
+    return out
 
 
 def mf_onnx() -> str:
@@ -60,12 +73,16 @@ def check_cache_matches(m: dict, c) -> None:
 
 
 def calibrate(model_dir: Path, c, writers: str, description: str) -> list[dict]:
-    s = split_scores(model_dir, c, writers)
+    """Thresholds on validation skilled forgeries; with several collections, the threshold at
+    which the mean of their FARs meets the target (each collection weighs the same)."""
+    groups = group_scores(model_dir, c, writers)
+    pos = np.concatenate([g["positive"] for g in groups.values()])
     points = []
     for target in TARGET_FARS:
         # stored with 7 decimals; measured at the stored value so the manifest is self-consistent
-        t = round(threshold_for_far(s["skilled"], target), 7)
-        far, frr = far_frr(s["positive"], s["skilled"], t)
+        t = round(threshold_for_mean_far([g["skilled"] for g in groups.values()], target), 7)
+        far = float(np.mean([far_frr(g["positive"], g["skilled"], t)[0] for g in groups.values()]))
+        frr = float(np.mean(pos < t))
         points.append({
             "name": mf.far_name(target),
             "metric": "cosine",
@@ -78,51 +95,65 @@ def calibrate(model_dir: Path, c, writers: str, description: str) -> list[dict]:
     return points
 
 
-def evaluate(model_dir: Path, m: dict, c, val: str, test: str) -> dict:
-    report: dict = {"splits": {"val": val, "test": test}}
+def figures_of(s: dict[str, np.ndarray], m: dict) -> dict:
+    out: dict = {"pairs": {k: int(len(v)) for k, v in s.items()}}
+    for kind in ("skilled", "random"):
+        f = figures(s["positive"], s[kind])
+        out[kind] = {"eer": f.eer, "eer_threshold": f.eer_threshold, "auc": f.auc, "at": {}}
+        for p in m.get("operating_points", []):
+            if p["metric"] != "cosine":
+                continue
+            far, frr = far_frr(s["positive"], s[kind], p["threshold"])
+            out[kind]["at"][p["name"]] = {"target_far": p["target_far"], "threshold": p["threshold"], "far": far, "frr": frr}
+    return out
+
+
+def evaluate(model_dir: Path, m: dict, c, val: str, test: str, names: dict[str, str] | None = None) -> dict:
+    """Figures per split and collection: report["val"|"test"][collection] (collection "" on a
+    single-collection cache)."""
+    report: dict = {"splits": {"val": val, "test": test}, "collections": names or {}}
     for split, writers in (("val", val), ("test", test)):
-        s = split_scores(model_dir, c, writers)
-        report[split] = {"pairs": {k: int(len(v)) for k, v in s.items()}}
-        for kind in ("skilled", "random"):
-            f = figures(s["positive"], s[kind])
-            report[split][kind] = {"eer": f.eer, "eer_threshold": f.eer_threshold, "auc": f.auc, "at": {}}
-            for p in m.get("operating_points", []):
-                if p["metric"] != "cosine":
-                    continue
-                far, frr = far_frr(s["positive"], s[kind], p["threshold"])
-                report[split][kind]["at"][p["name"]] = {"target_far": p["target_far"], "threshold": p["threshold"], "far": far, "frr": frr}
+        report[split] = {name: figures_of(s, m) for name, s in group_scores(model_dir, c, writers).items()}
     return report
 
 
 def flat_figures(report: dict) -> dict[str, float]:
-    """The manifest's [evaluation] keys, e.g. eer_skilled_test, far_skilled_test_at_1pct."""
+    """The manifest's [evaluation] keys, e.g. eer_skilled_test, far_skilled_test_at_1pct; with
+    several collections suffixed by the collection, e.g. eer_skilled_test_icdar."""
     out = {}
     for split in ("val", "test"):
-        for kind in ("skilled", "random"):
-            r = report[split][kind]
-            out[f"eer_{kind}_{split}"] = round(r["eer"], 5)
-            out[f"auc_{kind}_{split}"] = round(r["auc"], 5)
-            if split == "test":
-                for at in r["at"].values():
-                    tag = f"{100 * at['target_far']:g}".replace(".", "_") + "pct"
-                    out[f"far_{kind}_test_at_{tag}"] = round(at["far"], 5)
-                    if kind == "skilled":
-                        out[f"frr_test_at_{tag}"] = round(at["frr"], 5)
+        for name, r_all in report[split].items():
+            suffix = f"_{name}" if name else ""
+            for kind in ("skilled", "random"):
+                r = r_all[kind]
+                out[f"eer_{kind}_{split}{suffix}"] = round(r["eer"], 5)
+                out[f"auc_{kind}_{split}{suffix}"] = round(r["auc"], 5)
+                if split == "test":
+                    for at in r["at"].values():
+                        tag = f"{100 * at['target_far']:g}".replace(".", "_") + "pct"
+                        out[f"far_{kind}_test{suffix}_at_{tag}"] = round(at["far"], 5)
+                        if kind == "skilled":
+                            out[f"frr_test{suffix}_at_{tag}"] = round(at["frr"], 5)
     return out
 
 
 def table(report: dict) -> str:
-    lines = ["| split | negatives | pairs (pos/neg) | EER | ROC AUC |", "|---|---|---|---|---|"]
+    names = report.get("collections", {})
+    lines = ["| split | collection | negatives | pairs (pos/neg) | EER | ROC AUC |", "|---|---|---|---|---|---|"]
     for split in ("val", "test"):
-        for kind in ("skilled", "random"):
-            r = report[split][kind]
-            n = report[split]["pairs"]
-            lines.append(f"| {split} ({report['splits'][split]}) | {kind} | {n['positive']}/{n[kind]} | {pct(r['eer'])} | {r['auc']:.4f} |")
-    lines += ["", "| operating point (threshold, cosine) | test FAR skilled | test FAR random | test FRR | val FAR skilled (target) |", "|---|---|---|---|---|"]
-    for name, at in report["test"]["skilled"]["at"].items():
-        rnd = report["test"]["random"]["at"][name]
-        val = report["val"]["skilled"]["at"][name]
-        lines.append(f"| {name} ({at['threshold']:.4f}) | {pct(at['far'])} | {pct(rnd['far'])} | {pct(at['frr'])} | {pct(val['far'])} |")
+        for name, r_all in report[split].items():
+            for kind in ("skilled", "random"):
+                r = r_all[kind]
+                n = r_all["pairs"]
+                lines.append(f"| {split} | {names.get(name, name) or report['splits'][split]} | {kind} | {n['positive']}/{n[kind]} | {pct(r['eer'])} | {r['auc']:.4f} |")
+    lines += ["", "| operating point (threshold, cosine) | collection | test FAR skilled | test FAR random | test FRR | val FAR skilled |",
+              "|---|---|---|---|---|---|"]
+    for name, r_all in report["test"].items():
+        val_all = report["val"].get(name)
+        for point, at in r_all["skilled"]["at"].items():
+            rnd = r_all["random"]["at"][point]
+            val = pct(val_all["skilled"]["at"][point]["far"]) if val_all else "—"
+            lines.append(f"| {point} ({at['threshold']:.4f}) | {names.get(name, name) or '—'} | {pct(at['far'])} | {pct(rnd['far'])} | {pct(at['frr'])} | {val} |")
     return "\n".join(lines)
 
 
@@ -146,6 +177,8 @@ def main(argv=None):
 
     if args.action == "calibrate":
         desc = f"{args.dataset} writers {args.val_writers} (validation), genuine vs skilled forgeries"
+        if ":" in args.val_writers:
+            desc = f"validation writers {args.val_writers} ({args.dataset}), genuine vs skilled forgeries, mean FAR of the collections"
         m["operating_points"] = calibrate(model_dir, c, args.val_writers, desc)
         mf.write(manifest_path, m)
         for pt in m["operating_points"]:
@@ -153,7 +186,8 @@ def main(argv=None):
         return
     if not m.get("operating_points"):
         raise SystemExit(f"{manifest_path} has no operating points; run `calibrate` first")
-    report = evaluate(model_dir, m, c, args.val_writers, args.test_writers)
+    names = {k: v for k, v in splits.NAMES.items()} if ":" in args.test_writers else {}
+    report = evaluate(model_dir, m, c, args.val_writers, args.test_writers, names)
     report["dataset"] = args.dataset
     m["evaluation"] = flat_figures(report)
     mf.write(manifest_path, m)

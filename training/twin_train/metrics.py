@@ -88,6 +88,31 @@ def threshold_for_far(neg: np.ndarray, target_far: float) -> float:
     return float(np.nextafter(s[k], np.inf))
 
 
+def threshold_for_mean_far(negs: list[np.ndarray], target_far: float) -> float:
+    """The lowest threshold at which the *mean* of several collections' FARs is at most
+    `target_far`: each collection weighs the same however many negatives it has, so a large
+    collection cannot hide a small one's false accepts. With one collection this is
+    `threshold_for_far`."""
+    if not 0.0 < target_far < 1.0:
+        raise ValueError(f"target FAR must be in (0, 1), got {target_far}")
+    negs = [np.sort(np.asarray(n, dtype=np.float64)) for n in negs]
+    if not negs or any(n.size == 0 for n in negs):
+        raise ValueError("threshold_for_mean_far needs negative scores in every collection")
+    if len(negs) == 1:
+        return threshold_for_far(negs[0], target_far)
+    cand = np.unique(np.concatenate(negs))  # ascending
+    # mean FAR when the threshold is each candidate (scores >= t accepted)
+    mean_far = np.mean([1.0 - np.searchsorted(n, cand, side="left") / n.size for n in negs], axis=0)
+    ok = np.nonzero(mean_far <= target_far + 1e-12)[0]
+    if ok.size == 0:  # only rejecting every negative meets it
+        return float(np.nextafter(cand[-1], np.inf))
+    i = int(ok[0])
+    if i == 0:
+        return float(cand[0])
+    # nothing lies strictly between cand[i-1] (rejected) and cand[i]: the midpoint has the same rates
+    return float((cand[i - 1] + cand[i]) / 2)
+
+
 @dataclass
 class Figures:
     eer: float

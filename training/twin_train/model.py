@@ -22,24 +22,47 @@ def _stage(cin: int, cout: int, convs: int) -> nn.Sequential:
 
 
 class Branch(nn.Module):
-    def __init__(self, channels: int = 1, widths=(32, 64, 96, 128), grid=(2, 6), dim: int = 128, dropout: float = 0.2):
+    """`stem`: "s2" (signature-v1: one 5×5 conv at stride 2 on the input) or "gentle" (a 3×3 conv
+    at full resolution with half the first width, then a 3×3 conv at stride 2: the 2-px strokes
+    of a 96-px-high signature are seen before anything is downsampled).
+    `pool`: "grid" (average over a `grid` of cells; (1, 1) is global average pooling) or
+    "hybrid" (global average *and* the `grid` cells, concatenated: stroke texture, which
+    generalises across writers, beside coarse layout, which tells writers apart)."""
+
+    def __init__(self, channels: int = 1, widths=(32, 64, 96, 128), grid=(2, 6), dim: int = 128, dropout: float = 0.2,
+                 stem: str = "s2", pool: str = "grid"):
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(channels, widths[0], 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
-        )
+        if stem == "s2":
+            self.stem = nn.Sequential(
+                nn.Conv2d(channels, widths[0], 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+            )
+        elif stem == "gentle":
+            half = max(8, widths[0] // 2)
+            self.stem = nn.Sequential(
+                nn.Conv2d(channels, half, 3, padding=1, bias=False), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+                nn.Conv2d(half, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True),
+            )
+        else:
+            raise ValueError(f"unknown stem {stem!r}; use s2 or gentle")
+        if pool not in ("grid", "hybrid"):
+            raise ValueError(f"unknown pool {pool!r}; use grid or hybrid")
+        self.pool = pool
         self.stages = nn.ModuleList(
             [_stage(widths[0], widths[1], 1), _stage(widths[1], widths[2], 2), _stage(widths[2], widths[3], 2)]
         )
         self.grid = tuple(grid)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(widths[3] * grid[0] * grid[1], dim)
+        features = widths[3] * grid[0] * grid[1] + (widths[3] if pool == "hybrid" else 0)
+        self.fc = nn.Linear(features, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         for stage in self.stages:
             x = stage(F.max_pool2d(x, 2))
-        x = adaptive_avg_pool(x, self.grid)
-        x = self.fc(self.dropout(torch.flatten(x, 1)))
+        pooled = torch.flatten(adaptive_avg_pool(x, self.grid), 1)
+        if self.pool == "hybrid":
+            pooled = torch.cat([x.mean((2, 3)), pooled], 1)
+        x = self.fc(self.dropout(pooled))
         return F.normalize(x, p=2.0, dim=1, eps=1e-12)
 
 
@@ -96,4 +119,6 @@ def build(config: dict) -> nn.Module:
         grid=tuple(config.get("grid", (2, 6))),
         dim=config.get("dim", 128),
         dropout=config.get("dropout", 0.2),
+        stem=config.get("stem", "s2"),
+        pool=config.get("pool", "grid"),
     )

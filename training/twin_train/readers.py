@@ -156,7 +156,32 @@ def extract_omniglot_runs(zip_path: str | os.PathLike, dest: str | os.PathLike) 
     return runs
 
 
-READERS = {"bhsig": read_bhsig, "cedar": read_cedar, "generic": read_generic}
+# ICDAR 2011 "sign_data" (as in ../shared/data/icdar2011-sign-data): <root>/<w>/S-<w>-G-<w>_NN.png
+# (genuine) and S-<w>-F-<forger><w>_NN.png (skilled forgery of <w> by <forger>); the folder is the
+# writer whose signature it is, genuine or forged.
+ICDAR_NAME = re.compile(r"^S-(\d+)-([GF])-[\d_]+$")
+
+
+def read_icdar(root: str | os.PathLike) -> list[Sample]:
+    """ICDAR 2011 sign_data layout: `<root>/<w>/S-<w>-G-…` and `S-<w>-F-…`; the subject is the
+    writer folder (zero-padded to 3 digits), which must agree with the number in the name."""
+    root = Path(root)
+    out = []
+    for p in _images(root):
+        m = ICDAR_NAME.match(p.stem)
+        if m is None:
+            continue
+        writer = f"{int(m.group(1)):03d}"
+        folder = p.relative_to(root).parts[0]
+        if folder.isdigit() and f"{int(folder):03d}" != writer:
+            raise ReaderError(f"{p}: the name says writer {writer} but it lies in folder {folder}")
+        out.append(Sample(str(p), writer, GENUINE if m.group(2) == "G" else FORGED))
+    if not out:
+        raise ReaderError(f"no ICDAR-style images (S-<w>-G-<w>_NN.png) under {root}")
+    return sorted(out)
+
+
+READERS = {"bhsig": read_bhsig, "cedar": read_cedar, "icdar": read_icdar, "generic": read_generic}
 
 
 def read(kind: str, root: str, forged_pattern: str | None = None) -> list[Sample]:

@@ -12,6 +12,16 @@ validation holds out whole alphabets (`--val-alphabets`), rotated copies can be 
 classes (`--rotations 0,90,180,270`), and the validation figure that selects the checkpoint
 is the 20-way one-shot accuracy on seeded Lake-style episodes of the held-out alphabets.
 
+Writers: `--train-writers` / `--val-writers` take a split spec (`splits.py`): `51-60` on a
+single-collection cache, `bhsig:train,icdar:train,synth:*` on a combined one. With several
+validation collections the selection figure is the mean of their skilled EERs.
+`--synth-per-batch N` draws N of the batch's writers from the synthetic ones (co-training), so
+thousands of synthetic writers do not crowd out the real ones.
+
+Checkpoints: RUN_DIR/last.pt after every epoch holds the whole training state (weights,
+average, optimizer, every random generator, the samplers' positions); `--resume` continues
+from it and ends where an uninterrupted run would have ended.
+
 Seeded: the same seed, data, thread count and torch build give the same model.
 """
 
@@ -36,7 +46,8 @@ from .embed import torch_embed
 from .losses import LOSSES, skilled
 from .metrics import eer
 from .model import build
-from .pairs import build_pairs, cosine_scores, parse_range, split_indices
+from . import splits
+from .pairs import build_pairs, cosine_scores
 from .readers import FORGED, GENUINE
 
 
@@ -58,6 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--skilled-weight", type=float, default=1.0,
                    help="weight of the explicit term over every (genuine, genuine, own skilled forgery) triplet")
     p.add_argument("--writers-per-batch", type=int, default=16, help="P: subjects per batch")
+    p.add_argument("--synth-per-batch", type=int, default=0,
+                   help="of the P subjects, this many are synthetic (subjects `synth:…`); 0: synthetic writers are "
+                        "sampled like any other")
     p.add_argument("--genuine-per-writer", type=int, default=6, help="K: genuine images per subject")
     p.add_argument("--forged-per-writer", type=int, default=4, help="F: skilled forgeries per subject")
     p.add_argument("--epochs", type=int, default=30)
@@ -69,6 +83,8 @@ def parse_args(argv=None):
                    help="branch: the signature CNN (model.Branch); conv4: 4 × [conv, BN, ReLU, pool] of --widths[0] channels")
     p.add_argument("--widths", default="32,64,96,128")
     p.add_argument("--grid", default="2,6")
+    p.add_argument("--stem", choices=["s2", "gentle"], default="s2", help="branch stem (model.Branch)")
+    p.add_argument("--pool", choices=["grid", "hybrid"], default="grid", help="branch pooling (model.Branch)")
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--no-augment", action="store_true")
@@ -77,6 +93,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
     p.add_argument("--eval-every", type=int, default=1)
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt if it exists")
+    p.add_argument("--stop-after-epoch", type=int, default=0,
+                   help="stop (as if interrupted) after this epoch; --resume continues the same schedule")
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep an exponential moving average of the weights (and BatchNorm statistics) with this "
                         "decay per step; validation, checkpoints and export then use the average (0: off)")
@@ -154,16 +173,25 @@ def refresh_bn(model, x, idx, device, batch=160):
     model.eval()
 
 
-def validate(model, x, samples, val_idx, device):
-    emb = torch_embed_device(model, x[val_idx], device)
-    sub = [samples[i] for i in val_idx]
-    pairs = build_pairs(sub)
-    pos = cosine_scores(emb, pairs.positive)
-    out = {}
-    for kind in ("skilled", "random"):
-        neg_pairs = getattr(pairs, kind)
-        if len(neg_pairs) and len(pos):
-            out[f"val_eer_{kind}"] = eer(pos, cosine_scores(emb, neg_pairs))[0]
+def validate(model, x, samples, groups: dict[str, np.ndarray], device):
+    """EER per validation collection (`val_eer_skilled_bhsig`, …) and, as `val_eer_skilled` /
+    `val_eer_random`, their mean: each collection weighs the same however many pairs it has."""
+    out: dict[str, float] = {}
+    means: dict[str, list[float]] = {"skilled": [], "random": []}
+    for name, val_idx in groups.items():
+        emb = torch_embed_device(model, x[val_idx], device)
+        pairs = build_pairs([samples[i] for i in val_idx])
+        pos = cosine_scores(emb, pairs.positive)
+        for kind in ("skilled", "random"):
+            neg_pairs = getattr(pairs, kind)
+            if len(neg_pairs) and len(pos):
+                v = eer(pos, cosine_scores(emb, neg_pairs))[0]
+                means[kind].append(v)
+                if len(groups) > 1:
+                    out[f"val_eer_{kind}_{name}"] = v
+    for kind, values in means.items():
+        if values:
+            out[f"val_eer_{kind}"] = float(np.mean(values))
     return out
 
 
@@ -207,8 +235,10 @@ def main(argv=None):
             val_eps = omniglot.episodes(c.samples, val_idx, 20, args.val_episodes, args.seed)
         print(f"omniglot: validation alphabets {held_out}; rotations {rotations}", flush=True)
     else:
-        train_idx = split_indices(c.samples, *parse_range(args.train_writers))
-        val_idx = split_indices(c.samples, *parse_range(args.val_writers))
+        train_idx = splits.select(c.samples, args.train_writers)
+        val_groups = splits.by_dataset(c.samples, args.val_writers)
+        val_idx = np.concatenate(list(val_groups.values())) if val_groups else np.array([], dtype=np.int64)
+        splits.check_disjoint(c.samples, {"train": args.train_writers, "val": args.val_writers})
         for i in train_idx:
             s = c.samples[i]
             genuine.setdefault(s.subject, [])
@@ -217,9 +247,28 @@ def main(argv=None):
     if len(train_idx) == 0:
         raise SystemExit(f"no training images for writers {args.train_writers} in {args.cache}")
     f = 0 if args.no_forgeries or args.layout == "omniglot" else args.forged_per_writer
-    sampler = BalancedSampler(sorted(genuine), genuine, forged, args.writers_per_batch, args.genuine_per_writer, f, rng)
-    n_gen = sum(len(v) for v in genuine.values())
-    steps = args.steps_per_epoch or max(1, math.ceil(n_gen / (sampler.p * args.genuine_per_writer)))
+    synthetic = sorted(s for s in genuine if splits.subject_parts(s)[0] == "synth")
+    real = sorted(s for s in genuine if splits.subject_parts(s)[0] != "synth")
+    if args.synth_per_batch and synthetic:
+        if not 0 < args.synth_per_batch < args.writers_per_batch:
+            raise SystemExit(f"--synth-per-batch must lie in 1..{args.writers_per_batch - 1}")
+        samplers = [
+            BalancedSampler(real, genuine, forged, args.writers_per_batch - args.synth_per_batch, args.genuine_per_writer, f, rng),
+            BalancedSampler(synthetic, genuine, forged, args.synth_per_batch, args.genuine_per_writer, f, rng),
+        ]
+    else:
+        samplers = [BalancedSampler(sorted(genuine), genuine, forged, args.writers_per_batch, args.genuine_per_writer, f, rng)]
+    n_gen = sum(len(genuine[s]) for s in real) if args.synth_per_batch and synthetic else sum(len(v) for v in genuine.values())
+    per_batch = sum(sm.p for sm in samplers) - (samplers[1].p if len(samplers) > 1 else 0)
+    steps = args.steps_per_epoch or max(1, math.ceil(n_gen / (per_batch * args.genuine_per_writer)))
+
+    def next_batch():
+        parts = [sm.batch() for sm in samplers]
+        if len(parts) == 1:
+            return parts[0]
+        offset = samplers[0].p
+        return (np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1] + offset]),
+                np.concatenate([parts[0][2], parts[1][2]]))
 
     config = {
         "channels": c.input["channels"],
@@ -227,6 +276,8 @@ def main(argv=None):
         "grid": [int(v) for v in args.grid.split(",")],
         "dim": args.dim,
         "dropout": args.dropout,
+        "stem": args.stem,
+        "pool": args.pool,
     }
     if args.arch == "conv4":
         if c.input["height"] != c.input["width"]:
@@ -270,7 +321,26 @@ def main(argv=None):
         setattr(aug, key, float(value))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "log.jsonl", "w")
+    best = math.inf
+    start_epoch, step = 1, 0
+    resumed = args.resume and (out / "last.pt").is_file()
+    if resumed:
+        state = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        ts = state.get("train_state")
+        if ts is None:
+            raise SystemExit(f"{out / 'last.pt'} holds no training state (written by an older version); start afresh")
+        model.load_state_dict(ts["model"])
+        opt.load_state_dict(ts["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(ts["ema"])
+        for sm, saved in zip(samplers, ts["samplers"]):
+            sm.queue, sm.cursor, sm.fcursor = saved["queue"], saved["cursor"], saved["fcursor"]
+        rng.bit_generator.state = ts["numpy_rng"]
+        g.set_state(ts["augment_rng"])
+        torch.set_rng_state(ts["torch_rng"])
+        start_epoch, step, best = state["epoch"] + 1, ts["step"], ts["best"]
+        print(f"resume: {out / 'last.pt'} after epoch {state['epoch']} (step {step}, best {best:.4f})", flush=True)
+    log = open(out / "log.jsonl", "a" if resumed else "w")
     meta = {
         "model": config,
         "input": c.input,
@@ -283,19 +353,17 @@ def main(argv=None):
     }
     print(
         f"train: {len(genuine)} subjects, {n_gen} genuine + {sum(len(v) for v in forged.values())} forged images; "
-        f"val: {len(val_idx)} images; input {tuple(x.shape[1:])}; batch {sampler.p}x({args.genuine_per_writer}+{f}); "
+        f"val: {len(val_idx)} images; input {tuple(x.shape[1:])}; batch {'+'.join(str(sm.p) for sm in samplers)}x({args.genuine_per_writer}+{f}); "
         f"{steps} steps/epoch; loss {args.loss} {'scale ' + str(args.scale) if args.loss == 'proto' else 'margin ' + str(args.margin)}; device {device}, {torch.get_num_threads()} threads",
         flush=True,
     )
-    best = math.inf
     wall0, cpu0 = time.time(), time.process_time()
-    step = 0
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(start_epoch, args.epochs + 1):
         model.train()
         t0 = time.time()
         losses, active = [], []
         for _ in range(steps):
-            idx, subj, is_forged = sampler.batch()
+            idx, subj, is_forged = next_batch()
             xb = torch.from_numpy(x[idx])
             if not args.no_augment:
                 xb = augment(xb, aug, mean, std, g)
@@ -323,7 +391,7 @@ def main(argv=None):
                 emb_val = torch_embed_device(evaluated, c.x[val_idx], device)
                 rec["val_oneshot"] = omniglot.oneshot_accuracy(emb_val, val_eps, {int(i): j for j, i in enumerate(val_idx)})
             else:
-                rec.update(validate(evaluated, c.x, c.samples, val_idx, device))
+                rec.update(validate(evaluated, c.x, c.samples, val_groups, device))
         rec["epoch_s"] = time.time() - t0
         rec["wall_s"] = time.time() - wall0
         rec["cpu_s"] = time.process_time() - cpu0
@@ -331,18 +399,39 @@ def main(argv=None):
         log.flush()
         val_text = (f"val 20-way one-shot {rec.get('val_oneshot', float('nan')):.4f}" if val_eps is not None else
                     f"val EER skilled {rec.get('val_eer_skilled', float('nan')):.4f} random {rec.get('val_eer_random', float('nan')):.4f}")
+        per = " ".join(f"{k[8:]} {v:.4f}" for k, v in rec.items() if k.startswith("val_eer_") and k.count("_") > 2)
+        if per:
+            val_text += f" ({per})"
+        done = epoch - start_epoch + 1
+        eta = (time.time() - wall0) / done * (args.epochs - epoch)
         print(
             f"epoch {epoch:3d}  loss {rec['loss']:.4f}  active {rec['active']:.2f}  "
             f"{val_text}  "
-            f"{rec['epoch_s']:.0f}s (wall {rec['wall_s']:.0f}s, cpu {rec['cpu_s']:.0f}s)",
+            f"{rec['epoch_s']:.0f}s (wall {rec['wall_s']:.0f}s, cpu {rec['cpu_s']:.0f}s, eta {eta / 60:.0f} min)",
             flush=True,
         )
         ckpt = {"state": evaluated.state_dict(), "epoch": epoch, "record": rec, **meta}
-        torch.save(ckpt, out / "last.pt")
         score = -rec["val_oneshot"] if "val_oneshot" in rec else rec.get("val_eer_skilled", -epoch)
         if score <= best:
             best = score
             torch.save(ckpt, out / "best.pt")
+        train_state = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "samplers": [{"queue": sm.queue, "cursor": sm.cursor, "fcursor": sm.fcursor} for sm in samplers],
+            "numpy_rng": rng.bit_generator.state,
+            "augment_rng": g.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "best": best,
+        }
+        # written to a temporary name first, so a kill mid-write leaves the previous epoch's state
+        torch.save({**ckpt, "train_state": train_state}, out / "last.pt.tmp")
+        os.replace(out / "last.pt.tmp", out / "last.pt")
+        if args.stop_after_epoch and epoch >= args.stop_after_epoch and epoch < args.epochs:
+            print(f"stopped after epoch {epoch} of {args.epochs}; continue with --resume", flush=True)
+            return
     summary = {"wall_s": time.time() - wall0, "cpu_s": time.process_time() - cpu0, "best_val_eer_skilled": best, "epochs": args.epochs}
     if val_eps is not None:
         summary = {"wall_s": summary["wall_s"], "cpu_s": summary["cpu_s"], "best_val_oneshot": -best, "epochs": args.epochs,

@@ -33,7 +33,7 @@ pub struct ModelsConfig {
 impl Default for ModelsConfig {
     fn default() -> Self {
         Self {
-            dirs: vec![PathBuf::from("models/signature-v1")],
+            dirs: vec![PathBuf::from("models/signature-v2")],
             default: String::new(),
         }
     }

@@ -15,8 +15,13 @@ use tokio::net::TcpListener;
 pub use prometheus;
 
 /// What is logged when `RUST_LOG` is unset: twin's own info, but only warnings from
-/// ONNX Runtime, whose info level lists every graph node at each session start.
-pub const DEFAULT_LOG_FILTER: &str = "info,ort=warn";
+/// ONNX Runtime, whose info level lists every graph node at each session start, and only
+/// errors from the two qdrant-edge modules that warn on every healthy start: they expect
+/// Qdrant's own `main` to have initialised feature flags and a multi-mmap check, which the
+/// library offers no public way to do ("Feature flags not initialized!",
+/// "MULTI_MMAP_SUPPORT_CHECK_RESULT should be initialized"); both fall back to the defaults.
+pub const DEFAULT_LOG_FILTER: &str =
+    "info,ort=warn,qdrant_edge::common::flags=error,qdrant_edge::common::mmap::ops=error";
 
 /// Logs go to stderr; `RUST_LOG` filters (default [`DEFAULT_LOG_FILTER`]). Safe to call
 /// twice (the second call is ignored), which tests that start several components need.

@@ -32,7 +32,7 @@ pub enum Bench {
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// Model directory (model.onnx + manifest.toml); a targeted gateway must serve it.
-    #[arg(long, default_value = "models/signature-v1")]
+    #[arg(long, default_value = "models/signature-v2")]
     pub model: PathBuf,
     /// Configuration file (embed and gateway sections apply; TWIN_* variables override).
     #[arg(long)]
@@ -60,7 +60,7 @@ pub struct VerifyArgs {
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
     /// Model directory (model.onnx + manifest.toml).
-    #[arg(long, default_value = "models/signature-v1")]
+    #[arg(long, default_value = "models/signature-v2")]
     pub model: PathBuf,
     /// Configuration file (queue.url, embed and worker sections apply).
     #[arg(long)]

@@ -278,7 +278,24 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|ext| IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
 }
 
+/// The image files below `dir`. Symbolic links are followed (a folder of links to the subjects
+/// of a split is a common way to name one); a folder reached twice through links is read once,
+/// so a link loop ends.
 pub(super) fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    walk_inner(dir, files, &mut seen)
+}
+
+fn walk_inner(
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> anyhow::Result<()> {
+    let canonical = std::fs::canonicalize(dir)
+        .with_context(|| format!("cannot read folder {}", dir.display()))?;
+    if !seen.insert(canonical) {
+        return Ok(());
+    }
     let reader =
         std::fs::read_dir(dir).with_context(|| format!("cannot read folder {}", dir.display()))?;
     for entry in reader {
@@ -287,8 +304,11 @@ pub(super) fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         let kind = entry
             .file_type()
             .with_context(|| format!("cannot stat {}", path.display()))?;
-        if kind.is_dir() {
-            walk(&path, files)?;
+        // a link is what it points to; a dangling one stays a file, whose read then says why
+        let is_dir = kind.is_dir()
+            || (kind.is_symlink() && std::fs::metadata(&path).is_ok_and(|target| target.is_dir()));
+        if is_dir {
+            walk_inner(&path, files, seen)?;
         } else if is_image(&path) {
             files.push(path);
         }

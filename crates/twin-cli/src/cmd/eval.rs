@@ -29,7 +29,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub folder: FolderArgs,
     /// Model directory (model.onnx + manifest.toml), loaded as serving loads it.
-    #[arg(long, default_value = "models/signature-v1")]
+    #[arg(long, default_value = "models/signature-v2")]
     pub model: PathBuf,
     /// Folder for report.json, roc.svg and det.svg (created if missing).
     #[arg(long, default_value = "eval-report")]

@@ -44,6 +44,11 @@ pub struct FolderArgs {
     /// square of the folder: keep at most N, sampled with --seed; 0 keeps all.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub random_pairs: usize,
+    /// Only these subjects (first-level folder names): a comma-separated list of names and
+    /// numeric ranges, e.g. `061-100` (folders whose name is a number in it) or `alice,bob`.
+    /// How a writer split of one collection is evaluated without copying it.
+    #[arg(long, value_name = "LIST")]
+    pub subjects: Option<String>,
     /// Seed of the random-pair sample (the same seed picks the same pairs).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -212,6 +217,48 @@ pub fn read_folder(dir: &Path, naming: &Naming) -> anyhow::Result<(Vec<Image>, V
     Ok((images, skipped))
 }
 
+/// `--subjects`: names and numeric ranges of subject folders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectFilter {
+    names: BTreeSet<String>,
+    ranges: Vec<(u64, u64)>,
+}
+
+impl SubjectFilter {
+    /// `061-100,alice`: a term of two numbers joined by `-` is a range, any other a name.
+    pub fn parse(list: &str) -> anyhow::Result<Self> {
+        let mut filter = Self {
+            names: BTreeSet::new(),
+            ranges: Vec::new(),
+        };
+        for term in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let range = term
+                .split_once('-')
+                .and_then(|(lo, hi)| Some((lo.parse::<u64>().ok()?, hi.parse::<u64>().ok()?)));
+            match range {
+                Some((lo, hi)) if lo > hi => {
+                    anyhow::bail!("--subjects range {term:?} is empty (its start is above its end)")
+                }
+                Some(range) => filter.ranges.push(range),
+                None => {
+                    filter.names.insert(term.to_owned());
+                }
+            }
+        }
+        if filter.names.is_empty() && filter.ranges.is_empty() {
+            anyhow::bail!("--subjects {list:?} names no subject; e.g. --subjects 061-100 or --subjects alice,bob");
+        }
+        Ok(filter)
+    }
+
+    pub fn matches(&self, subject: &str) -> bool {
+        self.names.contains(subject)
+            || subject
+                .parse::<u64>()
+                .is_ok_and(|n| self.ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&n)))
+    }
+}
+
 /// An image and its embedding.
 pub type Embedded = (Image, Vec<f32>);
 
@@ -313,7 +360,22 @@ pub struct Listed {
 impl Listed {
     pub fn read(args: &FolderArgs) -> anyhow::Result<Self> {
         let naming = args.naming();
-        let (images, skipped) = read_folder(&args.dir, &naming)?;
+        let (mut images, mut skipped) = read_folder(&args.dir, &naming)?;
+        if let Some(list) = &args.subjects {
+            let filter = SubjectFilter::parse(list)?;
+            images.retain(|image| filter.matches(&image.subject));
+            skipped.retain(|s| {
+                s.file
+                    .split_once('/')
+                    .is_none_or(|(subject, _)| filter.matches(subject))
+            });
+            if images.is_empty() {
+                anyhow::bail!(
+                    "--subjects {list:?} selects none of the subjects under {}",
+                    args.dir.display()
+                );
+            }
+        }
         Ok(Self {
             naming,
             images,
@@ -565,6 +627,45 @@ mod tests {
         );
         assert!(read_folder(&dir.join("missing"), &Naming::new(&[], &[])).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn subject_filter_takes_names_and_numeric_ranges() {
+        let filter = SubjectFilter::parse("061-100, alice").expect("parse");
+        assert!(filter.matches("061") && filter.matches("100") && filter.matches("75"));
+        assert!(!filter.matches("060") && !filter.matches("101") && !filter.matches("bob"));
+        assert!(filter.matches("alice"));
+        let error = SubjectFilter::parse("100-061").expect_err("empty range");
+        assert!(format!("{error}").contains("empty"), "{error}");
+        assert!(SubjectFilter::parse(" , ").is_err());
+        // a name with a dash that is not two numbers stays a name
+        assert!(SubjectFilter::parse("icdar-002")
+            .expect("parse")
+            .matches("icdar-002"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn subject_folders_behind_symbolic_links_are_read_and_a_link_loop_ends() {
+        let data = tempfile_dir("links-data");
+        let split = tempfile_dir("links-split");
+        for file in ["001/a-G-01.png", "001/a-G-02.png", "002/b-F-01.png"] {
+            let path = data.join(file);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, b"x").expect("write");
+        }
+        std::os::unix::fs::symlink(data.join("001"), split.join("001")).expect("link");
+        std::os::unix::fs::symlink(data.join("002"), split.join("002")).expect("link");
+        // a loop: 001/back -> the split folder itself
+        std::os::unix::fs::symlink(&split, data.join("001/back")).expect("loop link");
+        let (images, _) = read_folder(&split, &Naming::new(&[], &[])).expect("read");
+        let got: Vec<&str> = images.iter().map(|i| i.file.as_str()).collect();
+        assert_eq!(
+            got,
+            vec!["001/a-G-01.png", "001/a-G-02.png", "002/b-F-01.png"]
+        );
+        let _ = std::fs::remove_dir_all(&data);
+        let _ = std::fs::remove_dir_all(&split);
     }
 
     fn tempfile_dir(name: &str) -> PathBuf {

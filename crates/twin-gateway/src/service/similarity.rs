@@ -140,7 +140,7 @@ impl Similarity for SimilarityService {
                 .first()
                 .map_or(f64::NEG_INFINITY, |hit| hit.score),
         };
-        tracing::info!(request_id, model = %manifest.name, hits = hits.len(), unknown, best_score, "search");
+        tracing::debug!(request_id, model = %manifest.name, hits = hits.len(), unknown, best_score, "search");
         let matched_point_id = hits.first().map(|h| h.id.to_string()).unwrap_or_default();
         Ok(Response::new(pb::SearchResponse {
             hits: hits

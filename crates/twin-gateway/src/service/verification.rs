@@ -45,7 +45,7 @@ impl Verification for VerificationService {
         let [a, b] = embed_fields(model, [("a", r.a), ("b", r.b)]).await?;
         let score = score(metric, &a, &b, sigma).map_err(ApiError::from)?;
         let matched = decide(score, threshold.threshold);
-        tracing::info!(request_id, model = %manifest.name, metric = %metric, score, threshold = threshold.threshold, matched, "verify");
+        tracing::debug!(request_id, model = %manifest.name, metric = %metric, score, threshold = threshold.threshold, matched, "verify");
         Ok(Response::new(pb::VerifyResponse {
             r#match: matched,
             score,
@@ -128,7 +128,7 @@ impl Verification for VerificationService {
         let matched_point_id = per_reference[decider].point_id.clone();
         per_reference.sort_by(|x, y| y.score.total_cmp(&x.score));
         let matched = decide(score, threshold.threshold);
-        tracing::info!(request_id, subject = %r.subject_id, references = scores.len(), score, matched, "verify subject");
+        tracing::debug!(request_id, subject = %r.subject_id, references = scores.len(), score, matched, "verify subject");
         Ok(Response::new(pb::VerifySubjectResponse {
             r#match: matched,
             score,
