@@ -2,7 +2,7 @@
 # GPU check for twin's embedding runtime, for a machine with an NVIDIA GPU (< 5 minutes
 # once `twin` is built; building it first takes longer on a fresh machine).
 #
-#   bash scripts/gpu-check.sh [model dir]        # default models/signature-v1 (shipped)
+#   bash scripts/gpu-check.sh [model dir]        # default models/signature-v2 (shipped)
 #
 # 1. installs onnxruntime-gpu 1.31.1 with its CUDA/cuDNN wheels into .venv (via
 #    scripts/setup.sh --gpu) and points twin at that library;
@@ -16,7 +16,7 @@
 # ratio verdicts are printed, not enforced (they are measurements, not tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=${1:-models/signature-v1}
+model=${1:-models/signature-v2}
 seconds=${GPU_CHECK_SECONDS:-2}
 ort_gpu="onnxruntime-gpu[cuda,cudnn]==1.31.1"
 

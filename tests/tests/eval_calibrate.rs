@@ -330,3 +330,70 @@ fn calibrate_writes_thresholds_that_meet_their_targets_and_the_model_still_loads
         );
     }
 }
+
+/// The test writers of each collection signature-v2's card reports, as `twin eval --subjects`
+/// selects them (training/twin_train/splits.py holds the same lists).
+const V2_TEST_SPLITS: [(&str, &str, &str); 2] = [
+    ("bhsig260-bengali", "061-100", "bhsig"),
+    (
+        "icdar2011-sign-data",
+        "002,003,004,016,019,020,024,025,029,037,047,050,057,063,064,065",
+        "icdar",
+    ),
+];
+
+/// `twin eval` on each test split, through the serving path (Rust preprocessing and
+/// twin-embed), prints the EERs the shipped model card and manifest report (computed in
+/// training by onnxruntime-Python on the training cache). Needs ../shared/data.
+#[test]
+fn twin_eval_on_each_test_split_reproduces_signature_v2s_card_figures() {
+    let data = repo_root().join("../shared/data");
+    if !data.join("bhsig260-bengali").is_dir() || !data.join("icdar2011-sign-data").is_dir() {
+        println!("skipped: ../shared/data has no BHSig260-Bengali / ICDAR 2011 signatures");
+        return;
+    }
+    let model = repo_root().join("models/signature-v2");
+    let shipped = ModelManifest::load(&model).expect("shipped signature-v2 manifest");
+    let card = std::fs::read_to_string(model.join("MODEL_CARD.md")).expect("model card");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (folder, subjects, collection) in V2_TEST_SPLITS {
+        let report = json(&twin(&[
+            "eval",
+            path(&data.join(folder)),
+            "--subjects",
+            subjects,
+            "--model",
+            path(&model),
+            "--random-pairs",
+            "0",
+            "--json",
+            "--out",
+            path(&dir.path().join(collection)),
+        ]));
+        for kind in ["skilled", "random"] {
+            let measured = rate(&report[kind]["eer"]);
+            let key = format!("eer_{kind}_test_{collection}");
+            let expected = shipped.evaluation.get(&key).copied().unwrap_or_else(|| {
+                panic!(
+                    "manifest [evaluation] has no {key}: {:?}",
+                    shipped.evaluation
+                )
+            });
+            // same tensors bit for bit; embeddings within 1e-5, so only near-ties can move
+            assert!(
+                (measured - expected).abs() <= 5e-4,
+                "{collection} {kind} EER through twin eval {measured} vs card {expected}"
+            );
+            // the manifest keeps 5 decimals, the card prints the unrounded figure to 2 (in %)
+            let shown: Vec<String> = [-5e-6, 0.0, 5e-6]
+                .iter()
+                .map(|d| format!("{:.2} %", 100.0 * (expected + d)))
+                .collect();
+            assert!(
+                shown.iter().any(|s| card.contains(s.as_str())),
+                "the card does not show {key} = {}",
+                shown[1]
+            );
+        }
+    }
+}

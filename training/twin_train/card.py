@@ -106,6 +106,9 @@ def main(argv=None):
     model = Path(args.model)
     m = mf.read(model / "manifest.toml")
     report = json.loads((model / "evaluation.json").read_text())
+    if "skilled" in report["test"]:  # written before evaluation.json held one entry per collection
+        report = {**report, "val": {"": report["val"]}, "test": {"": report["test"]}}
+    single = {**report, "val": report["val"][""], "test": report["test"][""]}
     exp = json.loads((model / "export.json").read_text())
     run = Path(args.run)
     summary = json.loads((run / "summary.json").read_text())
@@ -136,7 +139,7 @@ def main(argv=None):
            f"what is validated and shipped" if a.get("ema") else "")
         + "; the checkpoint with the lowest validation skilled EER ships."
     )
-    eer_test = report["test"]["skilled"]["eer"]
+    eer_test = single["test"]["skilled"]["eer"]
     text = TEMPLATE.format(
         name=m["name"], version=m["version"], id=m["id"], input_name=m["input"]["name"],
         c=m["input"]["channels"], h=m["input"]["height"], w=m["input"]["width"],
@@ -149,7 +152,7 @@ def main(argv=None):
         n_val_writers=len(range(*[int(v) + i for i, v in enumerate(report["splits"]["val"].split("-"))])),
         seed=a["seed"], torch=exp["torch"],
         eer_target=("met" if eer_test <= 0.10 else f"not met ({pct(eer_test)})"),
-        far_target=_far_target(report),
+        far_target=_far_target(single),
     )
     (model / "MODEL_CARD.md").write_text(text)
     print(f"wrote {model / 'MODEL_CARD.md'}")

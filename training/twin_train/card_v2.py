@@ -43,7 +43,7 @@ figures below was seen in training, model selection or calibration.
 |---|---|---|---|---|---|
 | BHSig260-Bengali (Pal et al., DAS 2016) | Bengali | 100 (24 genuine, 30 skilled forgeries each) | 001–050 | 051–060 | 061–100 |
 | ICDAR 2011 sign_data (Dutch offline set) | Latin | 64 (12–24 genuine, 8–20 skilled forgeries) | 38 | {icdar_val} | {icdar_test} |
-| `twin synth` (seed 2026) | synthetic cursive | {synth} (12 genuine, 6 skilled forgeries) | all | — | — |
+| `twin synth` (seed 2026) | synthetic cursive | {synth} (12 genuine, 6 skilled forgeries) | {synth_use} | — | — |
 
 The ICDAR split is fixed in `training/twin_train/splits.py` (drawn once with
 `random.Random(2011)`, written out there); pytest checks that no writer is in two splits.
@@ -82,7 +82,7 @@ EER is threshold-free.
 
 ## Limits
 
-- Trained on 88 real writers of two scripts (Bengali, Latin/Dutch) plus synthetic writers;
+- Trained on 88 real writers of two scripts (Bengali, Latin/Dutch){synth_limit};
   other scripts, scanners, pens or image sizes are out of distribution: calibrate again
   (`twin calibrate` with your validation writers) before trusting the thresholds.
 - Thresholds come from 20 validation writers (10 per collection); the test FAR measured at
@@ -171,6 +171,27 @@ def _v1_rows(report: dict, v1_manifest: Path) -> str:
     return "\n".join(f"| {n} | {fmt(a, 'AUC' in n)} | {fmt(c, 'AUC' in n)} |" for n, a, c in rows)
 
 
+def run_summary(run: Path) -> dict:
+    """summary.json of a finished run; for a run stopped early (or resumed), the same figures
+    from log.jsonl: wall and CPU seconds summed over its segments (each resume restarts the
+    clocks), the best validation figure and the epoch it was reached."""
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    wall = cpu = 0.0
+    for i, rec in enumerate(log):
+        last_of_segment = i + 1 == len(log) or log[i + 1]["wall_s"] < rec["wall_s"]
+        if last_of_segment:
+            wall += rec["wall_s"]
+            cpu += rec["cpu_s"]
+    scored = [r for r in log if "val_eer_skilled" in r]
+    best = min(scored, key=lambda r: r["val_eer_skilled"]) if scored else {}
+    out = {"wall_s": wall, "cpu_s": cpu, "best_val_eer_skilled": best.get("val_eer_skilled", float("nan")),
+           "epochs_run": len(log), "best_epoch": best.get("epoch")}
+    finished = run / "summary.json"
+    if finished.is_file():
+        out.update(json.loads(finished.read_text()))
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
@@ -181,7 +202,7 @@ def main(argv=None):
     m = mf.read(model / "manifest.toml")
     report = json.loads((model / "evaluation.json").read_text())
     exp = json.loads((model / "export.json").read_text())
-    summary = json.loads((Path(args.run) / "summary.json").read_text())
+    summary = run_summary(Path(args.run))
     a = exp["train_args"]
     rust = model / "parity_rust.json"
     rust_parity = ""
@@ -197,6 +218,9 @@ def main(argv=None):
         output_name=m["output"]["name"], dim=m["output"]["embedding_size"], recipe=_recipe(exp),
         icdar_val=len(splits.ICDAR_VAL), icdar_test=len(splits.ICDAR_TEST), icdar_test_list=",".join(splits.ICDAR_TEST),
         synth=args.synth_writers,
+        synth_use=("all" if "synth" in a["train_writers"] else
+                   "not in the shipped model's training (an experiment: `training/EXPERIMENTS.md`)"),
+        synth_limit=(" plus synthetic writers" if "synth" in a["train_writers"] else ""),
         wall=summary["wall_s"], cpu=summary["cpu_s"], threads=exp["threads"], device=exp.get("device", a["device"]),
         best_val=pct(summary["best_val_eer_skilled"]), epoch=exp["checkpoint_epoch"],
         parity=exp["parity_max_abs"], parity_n=exp["parity_images"], rust_parity=rust_parity,
