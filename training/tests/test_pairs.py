@@ -1,6 +1,7 @@
 import numpy as np
 
-from twin_train.pairs import build_pairs, cosine_scores, parse_range, split_indices
+from twin_train.pairs import build_pairs, cosine_scores
+from twin_train.splits import select
 from twin_train.readers import FORGED, GENUINE, Sample
 
 
@@ -28,8 +29,8 @@ def test_pair_counts_and_kinds():
 
 def test_split_keeps_writers_apart():
     s = samples()
-    train = split_indices(s, *parse_range("1-50"))
-    test = split_indices(s, *parse_range("51-60"))
+    train = select(s, "1-50")
+    test = select(s, "51-60")
     assert {s[i].subject for i in train} == {"001", "002"}
     assert {s[i].subject for i in test} == {"051"}
     p = build_pairs(s, test)

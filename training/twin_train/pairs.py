@@ -1,4 +1,4 @@
-"""Writer-independent splits and verification pairs.
+"""Verification pairs (writer splits: `splits.py`).
 
 Positives: genuine–genuine pairs of one writer. Skilled negatives: a writer's genuine against
 the forgeries of that writer. Random negatives: a writer's genuine against another writer's
@@ -13,33 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .readers import FORGED, GENUINE, Sample
-
-# BHSig260 writer-independent protocol used by twin (writers are "001".."100").
-BHSIG_SPLITS = {"train": (1, 50), "val": (51, 60), "test": (61, 100)}
-
-
-def parse_range(text: str) -> tuple[int, int]:
-    """"51-60" -> (51, 60)."""
-    try:
-        lo, hi = (int(x) for x in text.split("-"))
-    except ValueError as e:
-        raise ValueError(f"writer range must look like 51-60, got {text!r}") from e
-    if lo > hi:
-        raise ValueError(f"writer range {text!r} is empty")
-    return lo, hi
-
-
-def in_range(subject: str, lo: int, hi: int) -> bool:
-    try:
-        return lo <= int(subject) <= hi
-    except ValueError:
-        return False
-
-
-def split_indices(samples: list[Sample], lo: int, hi: int) -> np.ndarray:
-    """Indices of the samples whose (numeric) subject lies in [lo, hi]."""
-    return np.array([i for i, s in enumerate(samples) if in_range(s.subject, lo, hi)], dtype=np.int64)
-
 
 @dataclass
 class Pairs:

@@ -1,0 +1,39 @@
+"""signature-v2's card generator on the shipped model's own files: every test figure of
+evaluation.json lands on the card with its verdict, and a resumed run's clocks add up."""
+
+import json
+import shutil
+from pathlib import Path
+
+from twin_train import card_v2
+from twin_train.evaluate import pct
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_run_summary_adds_the_segments_of_a_resumed_run(tmp_path):
+    log = [{"epoch": 1, "wall_s": 10, "cpu_s": 9, "val_eer_skilled": 0.3},
+           {"epoch": 2, "wall_s": 20, "cpu_s": 18, "val_eer_skilled": 0.2},
+           {"epoch": 3, "wall_s": 7, "cpu_s": 12, "val_eer_skilled": 0.25}]  # resumed: clocks restart
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    s = card_v2.run_summary(tmp_path)
+    assert (s["wall_s"], s["cpu_s"], s["best_val_eer_skilled"], s["best_epoch"]) == (27, 30, 0.2, 2)
+
+
+def test_card_shows_every_test_figure_and_its_target(tmp_path):
+    model = tmp_path / "signature-v2"
+    shutil.copytree(REPO / "models/signature-v2", model)
+    shutil.copytree(REPO / "models/signature-v1", tmp_path / "signature-v1")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text(json.dumps({"epoch": 1, "wall_s": 5, "cpu_s": 4, "val_eer_skilled": 0.2}) + "\n")
+    card_v2.main(["--model", str(model), "--run", str(run), "--synth-writers", "1000"])
+    card = (model / "MODEL_CARD.md").read_text()
+    report = json.loads((model / "evaluation.json").read_text())
+    for collection, figures in report["test"].items():
+        for kind in ("skilled", "random"):
+            eer = figures[kind]["eer"]
+            target = card_v2.TARGETS[(collection, kind)]
+            verdict = "met" if eer <= target else "not met"
+            assert f"| {pct(eer)} | ≤ {pct(target)} | {verdict} |" in card
+    assert "signature-v1 | signature-v2" in card and "{" not in card
