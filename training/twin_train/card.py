@@ -15,18 +15,29 @@ from . import manifest as mf
 from . import train as train_mod
 from .evaluate import pct, table
 
+# The files, input and output of a signature model directory: the same on every signature card.
+CONTRACT = """- **Files**: `model.onnx` (id `{id}`), `manifest.toml` (the contract, see `models/README.md`).
+- **Input**: `{input_name}` float32 `[N, {c}, {h}, {w}]`, dynamic batch axis. Preprocessing is
+  twin's own (`twin_core::preprocess`): Otsu binarization (ink = 1), crop to the ink box with
+  margin {margin}, aspect-preserving resize and centred padding to {h}×{w}, `(x - {mean}) / {std}`.
+  Training read the same tensors, written by `twin preprocess`.
+- **Output**: `{output_name}` float32 `[N, {dim}]`, L2-normalized inside the graph."""
+
+
+def contract(m: dict) -> str:
+    return CONTRACT.format(
+        id=m["id"], input_name=m["input"]["name"], c=m["input"]["channels"], h=m["input"]["height"],
+        w=m["input"]["width"], margin=f'{m["preprocess"]["margin"]:.4g}', mean=f'{m["preprocess"]["mean"]:g}',
+        std=f'{m["preprocess"]["std"]:g}', output_name=m["output"]["name"], dim=m["output"]["embedding_size"])
+
+
 TEMPLATE = """# {name} {version} — model card
 
 Offline signature verification: one branch of a siamese network that maps a signature image
 to a 128-d L2-normalized embedding; two signatures are compared by cosine similarity
 (native metric), a match when `score >= threshold`.
 
-- **Files**: `model.onnx` (id `{id}`), `manifest.toml` (the contract, see `models/README.md`).
-- **Input**: `{input_name}` float32 `[N, {c}, {h}, {w}]`, dynamic batch axis. Preprocessing is
-  twin's own (`twin_core::preprocess`): Otsu binarization (ink = 1), crop to the ink box with
-  margin {margin}, aspect-preserving resize and centred padding to {h}×{w}, `(x - {mean}) / {std}`.
-  Training read the same tensors, written by `twin preprocess`.
-- **Output**: `{output_name}` float32 `[N, {dim}]`, L2-normalized inside the graph.
+{contract}
 
 ## Data
 
@@ -141,10 +152,7 @@ def main(argv=None):
     )
     eer_test = single["test"]["skilled"]["eer"]
     text = TEMPLATE.format(
-        name=m["name"], version=m["version"], id=m["id"], input_name=m["input"]["name"],
-        c=m["input"]["channels"], h=m["input"]["height"], w=m["input"]["width"],
-        margin=f'{m["preprocess"]["margin"]:.4g}', mean=f'{m["preprocess"]["mean"]:g}', std=f'{m["preprocess"]["std"]:g}',
-        output_name=m["output"]["name"], dim=m["output"]["embedding_size"], recipe=recipe,
+        name=m["name"], version=m["version"], contract=contract(m), recipe=recipe,
         wall=summary["wall_s"], cpu=summary["cpu_s"], threads=exp["threads"], device=exp.get("device", a["device"]),
         best_val=pct(summary["best_val_eer_skilled"]), epoch=exp["checkpoint_epoch"],
         parity=exp["parity_max_abs"], parity_n=exp["parity_images"], rust_parity=rust_parity,

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import manifest as mf
 from . import splits
 from . import train as train_mod
+from .card import contract
 from .evaluate import pct, table
 
 TARGETS = {  # issue 19: (collection, kind) -> EER target on test writers
@@ -30,12 +31,7 @@ to a {dim}-d L2-normalized embedding; two signatures are compared by cosine simi
 (native metric), a match when `score >= threshold`. Writer-independent: no writer of the test
 figures below was seen in training, model selection or calibration.
 
-- **Files**: `model.onnx` (id `{id}`), `manifest.toml` (the contract, see `models/README.md`).
-- **Input**: `{input_name}` float32 `[N, {c}, {h}, {w}]`, dynamic batch axis. Preprocessing is
-  twin's own (`twin_core::preprocess`): Otsu binarization (ink = 1), crop to the ink box with
-  margin {margin}, aspect-preserving resize and centred padding to {h}×{w}, `(x - {mean}) / {std}`.
-  Training read the same tensors, written by `twin preprocess`.
-- **Output**: `{output_name}` float32 `[N, {dim}]`, L2-normalized inside the graph.
+{contract}
 
 ## Data and splits
 
@@ -217,10 +213,7 @@ def main(argv=None):
                        f"tensors identical (max |difference| {r['tensor_max_abs']:.1e}), embeddings max |difference| "
                        f"{r['max_abs']:.1e} on {r['images']} images.")
     text = TEMPLATE.format(
-        name=m["name"], version=m["version"], id=m["id"], input_name=m["input"]["name"],
-        c=m["input"]["channels"], h=m["input"]["height"], w=m["input"]["width"],
-        margin=f'{m["preprocess"]["margin"]:.4g}', mean=f'{m["preprocess"]["mean"]:g}', std=f'{m["preprocess"]["std"]:g}',
-        output_name=m["output"]["name"], dim=m["output"]["embedding_size"], recipe=_recipe(exp),
+        name=m["name"], version=m["version"], contract=contract(m), dim=m["output"]["embedding_size"], recipe=_recipe(exp),
         icdar_val=len(splits.ICDAR_VAL), icdar_test=len(splits.ICDAR_TEST), icdar_test_list=",".join(splits.ICDAR_TEST),
         synth=args.synth_writers,
         synth_use=("all" if "synth" in a["train_writers"] else

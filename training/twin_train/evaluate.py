@@ -32,19 +32,12 @@ def pct(v: float) -> str:
     return f"{100 * v:.2f} %"
 
 
-def split_scores(model_dir: Path, c, writers: str, threads: int = 0) -> dict[str, np.ndarray]:
-    """Scores of every pair among the writers `writers` selects, all collections together."""
-    return group_scores(model_dir, c, writers, threads, grouped=False)[""]
-
-
-def group_scores(model_dir: Path, c, writers: str, threads: int = 0, grouped: bool = True) -> dict[str, dict[str, np.ndarray]]:
+def group_scores(model_dir: Path, c, writers: str, threads: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """Scores per collection (`bhsig`, `icdar`; "" on a single-collection cache). Pairs never
     cross collections: a random negative is another writer of the same collection."""
     groups = splits.by_dataset(c.samples, writers)
     if not groups:
         raise SystemExit(f"no images of writers {writers} in the cache")
-    if not grouped:
-        groups = {"": np.concatenate(list(groups.values()))}
     sess = onnx_session(str(model_dir / mf_onnx()), threads)
     out = {}
     for name, idx in groups.items():
@@ -186,7 +179,7 @@ def main(argv=None):
         return
     if not m.get("operating_points"):
         raise SystemExit(f"{manifest_path} has no operating points; run `calibrate` first")
-    names = {k: v for k, v in splits.NAMES.items()} if ":" in args.test_writers else {}
+    names = dict(splits.NAMES) if ":" in args.test_writers else {}
     report = evaluate(model_dir, m, c, args.val_writers, args.test_writers, names)
     report["dataset"] = args.dataset
     m["evaluation"] = flat_figures(report)

@@ -247,28 +247,26 @@ def main(argv=None):
     if len(train_idx) == 0:
         raise SystemExit(f"no training images for writers {args.train_writers} in {args.cache}")
     f = 0 if args.no_forgeries or args.layout == "omniglot" else args.forged_per_writer
+    # (subjects, writers per batch) of each sampler; the first pool sets the epoch length
     synthetic = sorted(s for s in genuine if splits.subject_parts(s)[0] == "synth")
-    real = sorted(s for s in genuine if splits.subject_parts(s)[0] != "synth")
     if args.synth_per_batch and synthetic:
         if not 0 < args.synth_per_batch < args.writers_per_batch:
             raise SystemExit(f"--synth-per-batch must lie in 1..{args.writers_per_batch - 1}")
-        samplers = [
-            BalancedSampler(real, genuine, forged, args.writers_per_batch - args.synth_per_batch, args.genuine_per_writer, f, rng),
-            BalancedSampler(synthetic, genuine, forged, args.synth_per_batch, args.genuine_per_writer, f, rng),
-        ]
+        real = sorted(set(genuine) - set(synthetic))
+        pools = [(real, args.writers_per_batch - args.synth_per_batch), (synthetic, args.synth_per_batch)]
     else:
-        samplers = [BalancedSampler(sorted(genuine), genuine, forged, args.writers_per_batch, args.genuine_per_writer, f, rng)]
-    n_gen = sum(len(genuine[s]) for s in real) if args.synth_per_batch and synthetic else sum(len(v) for v in genuine.values())
-    per_batch = sum(sm.p for sm in samplers) - (samplers[1].p if len(samplers) > 1 else 0)
-    steps = args.steps_per_epoch or max(1, math.ceil(n_gen / (per_batch * args.genuine_per_writer)))
+        pools = [(sorted(genuine), args.writers_per_batch)]
+    samplers = [BalancedSampler(subjects, genuine, forged, p, args.genuine_per_writer, f, rng) for subjects, p in pools]
+    n_gen = sum(len(genuine[s]) for s in pools[0][0])
+    steps = args.steps_per_epoch or max(1, math.ceil(n_gen / (samplers[0].p * args.genuine_per_writer)))
 
     def next_batch():
+        """One batch from every sampler; subject labels stay distinct across samplers."""
         parts = [sm.batch() for sm in samplers]
-        if len(parts) == 1:
-            return parts[0]
-        offset = samplers[0].p
-        return (np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1] + offset]),
-                np.concatenate([parts[0][2], parts[1][2]]))
+        offsets = np.cumsum([0] + [sm.p for sm in samplers[:-1]])
+        return (np.concatenate([idx for idx, _, _ in parts]),
+                np.concatenate([subj + off for (_, subj, _), off in zip(parts, offsets)]),
+                np.concatenate([fo for _, _, fo in parts]))
 
     config = {
         "channels": c.input["channels"],
