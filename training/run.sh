@@ -18,6 +18,8 @@
 #   training/run.sh v2-export      -> models/signature-v2/{model.onnx,manifest.toml} + parity check
 #   training/run.sh v2-calibrate   thresholds on both collections' validation writers
 #   training/run.sh v2-evaluate    test-writer figures per collection -> manifest, evaluation.json
+#   training/run.sh v2-subjects    VerifySubject points on validation writers (twin calibrate
+#                                  --references), test figures -> subject_evaluation.json
 #   training/run.sh v2-parity-rust twin-embed (Rust) vs onnxruntime-Python
 #   training/run.sh v2-card        models/signature-v2/MODEL_CARD.md
 #   training/run.sh v2-all         every signature-v2 stage above, in order
@@ -170,6 +172,38 @@ v2_parity_rust() {
   "$PY" -m twin_train.parity_rust --model "$V2_MODEL" --cache "$V2_CACHE" --twin "$(twin_bin)"
 }
 
+# Subject level (VerifySubject): twin itself simulates enrolment on links to the split's
+# writers, named <collection>-<writer> so that `--per-collection` can tell the collections apart.
+V2_REFERENCES="1,3,5,10"
+subject_links() {  # $1 = val | test; prints the folder of links
+  local out="$WORK/subject-level/$1"
+  rm -rf "$out" && mkdir -p "$out"
+  "$PY" - "$1" "$DATA" "$out" <<'PY'
+import os, sys
+from twin_train.splits import split_of
+split, data, out = sys.argv[1:]
+for dataset, folder in (("bhsig", "bhsig260-bengali"), ("icdar", "icdar2011-sign-data")):
+    root = os.path.join(data, folder)
+    for writer in sorted(os.listdir(root)):
+        if os.path.isdir(os.path.join(root, writer)) and split_of(dataset, writer) == split:
+            os.symlink(os.path.abspath(os.path.join(root, writer)), os.path.join(out, f"{dataset}-{writer}"))
+PY
+  echo "$out"
+}
+
+v2_subjects() {
+  need_py
+  local twin val test
+  twin="$(twin_bin)"
+  val="$(subject_links val)"
+  test="$(subject_links test)"
+  "$twin" calibrate "$val" --model "$V2_MODEL" --references "$V2_REFERENCES" --per-collection \
+    --calibrated-on "validation writers bhsig:val,icdar:val ($V2_DATASET), genuine vs skilled forgeries"
+  "$twin" eval "$test" --model "$V2_MODEL" --references "$V2_REFERENCES" --per-collection \
+    --out "$WORK/subject-level/test-report"
+  cp "$WORK/subject-level/test-report/report.json" "$V2_MODEL/subject_evaluation.json"
+}
+
 v2_card() {
   need_py
   "$PY" -m twin_train.card_v2 --model "$V2_MODEL" --run "$V2_RUN" --synth-writers "$SYNTH_WRITERS"
@@ -239,13 +273,14 @@ case "$stage" in
   v2-calibrate) v2_calibrate ;;
   v2-evaluate) v2_evaluate ;;
   v2-parity-rust) v2_parity_rust ;;
+  v2-subjects) v2_subjects ;;
   v2-card) v2_card ;;
-  v2-all) v2_preprocess; v2_train "$@"; v2_export; v2_calibrate; v2_evaluate; v2_parity_rust; v2_card ;;
+  v2-all) v2_preprocess; v2_train "$@"; v2_export; v2_calibrate; v2_evaluate; v2_parity_rust; v2_subjects; v2_card ;;
   omniglot-preprocess) omniglot_preprocess ;;
   omniglot-train) omniglot_train "$@" ;;
   omniglot-export) omniglot_export ;;
   omniglot-eval) omniglot_eval ;;
   omniglot-card) omniglot_card ;;
   omniglot-all) omniglot_preprocess; omniglot_train "$@"; omniglot_export; omniglot_eval; omniglot_card ;;
-  *) sed -n '2,38p' "$0"; exit 2 ;;
+  *) sed -n '2,40p' "$0"; exit 2 ;;
 esac

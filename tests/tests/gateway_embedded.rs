@@ -734,3 +734,137 @@ async fn metrics_count_requests_by_code_and_embedding_runs_by_lane() {
         Some(6.0)
     );
 }
+
+/// `VerifySubject` decides at the subject-level point of its aggregation and of the largest
+/// calibrated reference count the subject reaches, compares exactly that many references,
+/// names the point in its audit, and refuses plainly where none is calibrated (never the
+/// pairwise threshold).
+#[tokio::test]
+async fn verify_subject_runs_at_the_point_of_its_aggregation_and_reference_count() {
+    let serve = serve(&[]).await;
+    let ch = channel(&serve.process.url()).await;
+    let mut enrollment = EnrollmentClient::new(ch.clone());
+    let mut verification = VerificationClient::new(ch.clone());
+    let mut models = ModelsClient::new(ch);
+
+    let listed = models
+        .list_models(authed(pb::ListModelsRequest {}, READ_KEY))
+        .await
+        .expect("models")
+        .into_inner();
+    let points = &listed.models[0].subject_operating_points;
+    let threshold_of = |name: &str| {
+        points
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("the dev model has no point {name:?}: {points:?}"))
+            .threshold
+    };
+    let pairwise = listed.models[0]
+        .operating_points
+        .iter()
+        .find(|p| p.name == "FAR 1 %")
+        .expect("pairwise point")
+        .threshold;
+
+    for index in 0..4 {
+        let job = enroll(&mut enrollment, "four", genuine(4, index), true).await;
+        assert_eq!(job.status, pb::JobStatus::Done as i32, "{job:?}");
+    }
+    let job = enroll(&mut enrollment, "one", genuine(5, 0), true).await;
+    assert_eq!(job.status, pb::JobStatus::Done as i32, "{job:?}");
+
+    let ask =
+        |subject: &str, aggregation: pb::Aggregation, k: u32, policy| pb::VerifySubjectRequest {
+            subject_id: subject.to_owned(),
+            probe: image(genuine(4, 5)),
+            aggregation: aggregation as i32,
+            k,
+            policy,
+            ..Default::default()
+        };
+    let far = |target: f64| {
+        Some(pb::DecisionPolicy {
+            threshold: Some(pb::decision_policy::Threshold::TargetFar(target)),
+        })
+    };
+    let cases = [
+        // 4 references: the largest calibrated count not above 4 is 3.
+        (
+            ask("four", pb::Aggregation::Best, 0, None),
+            "FAR 1 %, best of 3",
+            3,
+        ),
+        (
+            ask("four", pb::Aggregation::Mean, 0, None),
+            "FAR 1 %, mean of 3",
+            3,
+        ),
+        (
+            ask("four", pb::Aggregation::Unspecified, 0, far(0.1)),
+            "FAR 10 %, best of 3",
+            3,
+        ),
+        (
+            ask("one", pb::Aggregation::Best, 0, None),
+            "FAR 1 %, best of 1",
+            1,
+        ),
+    ];
+    for (request, name, compared) in cases {
+        let answer = verification
+            .verify_subject(authed(request, READ_KEY))
+            .await
+            .unwrap_or_else(|status| panic!("{name}: {status:?}"))
+            .into_inner();
+        let audit = answer.audit.expect("audit");
+        assert_eq!(audit.operating_point, name);
+        assert_eq!(audit.threshold, threshold_of(name), "{name}");
+        assert_ne!(
+            audit.threshold, pairwise,
+            "{name}: the pairwise threshold was used"
+        );
+        assert_eq!(answer.references as usize, compared, "{name}");
+        assert_eq!(answer.per_reference.len(), compared, "{name}");
+        assert_eq!(answer.r#match, answer.score >= audit.threshold);
+    }
+
+    // An explicit threshold compares every reference.
+    let explicit_answer = verification
+        .verify_subject(authed(
+            ask("four", pb::Aggregation::Best, 0, explicit(0.5)),
+            READ_KEY,
+        ))
+        .await
+        .expect("explicit")
+        .into_inner();
+    assert_eq!(explicit_answer.references, 4);
+    assert_eq!(
+        explicit_answer.audit.expect("audit").operating_point,
+        "explicit"
+    );
+
+    // Nothing calibrated for 2 of n, nor for FAR 0.01 %: refused, saying what exists.
+    for (request, wanted) in [
+        (
+            ask("four", pb::Aggregation::KOfN, 2, None),
+            "FAR 1 %, 2 of 4",
+        ),
+        (
+            ask("four", pb::Aggregation::Best, 0, far(0.0001)),
+            "FAR 0.01 %, best of 4",
+        ),
+    ] {
+        let refused = verification
+            .verify_subject(authed(request, READ_KEY))
+            .await
+            .expect_err("no calibrated point");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        let message = refused.message();
+        assert!(
+            message.contains("no subject-level operating point") && message.contains(wanted),
+            "{message}"
+        );
+        assert!(message.contains("calibrated"), "{message}");
+    }
+}

@@ -19,6 +19,8 @@ pub enum CoreError {
         target_far: f64,
         available: String,
     },
+    #[error("no subject-level operating point for {wanted}; calibrated: {available}")]
+    NoSubjectOperatingPoint { wanted: String, available: String },
     #[error("invalid subject id: {0}")]
     InvalidSubject(String),
 }

@@ -6,8 +6,10 @@
 //! convention (higher = more similar; distances negated) and a pair is accepted exactly as
 //! serving decides it: [`crate::decision::decide`], `score >= threshold`.
 //!
-//! Verification pairs (positives, skilled and random negatives) are built in [`pairs`].
+//! Verification pairs (positives, skilled and random negatives) are built in [`pairs`];
+//! subject-level scores, by simulated enrolment, in [`enrolment`].
 
+pub mod enrolment;
 pub mod pairs;
 
 use serde::Serialize;
@@ -223,6 +225,49 @@ pub fn threshold_at_far(negative: &[f64], target_far: f64) -> Result<f64, Evalua
     })
 }
 
+/// The lowest threshold at which the *mean* of several collections' FARs is at most
+/// `target_far` (`threshold_for_mean_far` in `metrics.py`): each collection weighs the same
+/// however many negatives it has, so a large collection cannot hide a small one's false
+/// accepts. With one collection this is [`threshold_at_far`].
+pub fn threshold_for_mean_far(
+    collections: &[&[f64]],
+    target_far: f64,
+) -> Result<f64, EvaluationError> {
+    if !(target_far > 0.0 && target_far < 1.0) {
+        return Err(EvaluationError::TargetFar(target_far));
+    }
+    if collections.is_empty() {
+        return Err(EvaluationError::Empty { what: "negative" });
+    }
+    for negative in collections {
+        check("negative", negative)?;
+    }
+    if let [only] = collections {
+        return threshold_at_far(only, target_far);
+    }
+    let sorted: Vec<Vec<f64>> = collections.iter().map(|n| self::sorted(n)).collect();
+    let mut candidates: Vec<f64> = sorted.iter().flatten().copied().collect();
+    candidates.sort_by(f64::total_cmp);
+    candidates.dedup();
+    let mean_far = |t: f64| {
+        sorted
+            .iter()
+            .map(|n| 1.0 - count_below(n, t) as f64 / n.len() as f64)
+            .sum::<f64>()
+            / sorted.len() as f64
+    };
+    // The mean FAR falls as the threshold rises: the first candidate that meets the target.
+    match candidates
+        .iter()
+        .position(|&t| mean_far(t) <= target_far + 1e-12)
+    {
+        None => Ok(candidates[candidates.len() - 1].next_up()),
+        Some(0) => Ok(candidates[0]),
+        // Nothing lies strictly between the two candidates: the midpoint has the same rates.
+        Some(i) => Ok((candidates[i - 1] + candidates[i]) / 2.0),
+    }
+}
+
 /// EER, its threshold and AUC (`figures` in `metrics.py`).
 pub fn figures(positive: &[f64], negative: &[f64]) -> Result<Figures, EvaluationError> {
     let e = eer(positive, negative)?;
@@ -297,6 +342,23 @@ pub fn probit(p: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn threshold_for_mean_far_weighs_each_collection_the_same_as_metrics_py() {
+        // The case of training/tests/test_splits.py: threshold 0.9 gives the big collection
+        // FAR 1/100 and the small one 1/4, mean 0.13; 0.85 would give (2/100 + 2/4) / 2.
+        let mut big = vec![0.1; 97];
+        big.extend([0.9, 0.8, 0.7]);
+        let small = [0.2, 0.3, 0.85, 0.95];
+        let t = threshold_for_mean_far(&[&big, &small], 0.13).expect("threshold");
+        assert!(0.85 < t && t <= 0.9, "{t}");
+        let far = |n: &[f64]| n.iter().filter(|&&s| s >= t).count() as f64 / n.len() as f64;
+        assert!((far(&big) + far(&small)) / 2.0 <= 0.13);
+        let one = threshold_for_mean_far(&[&big], 0.02).expect("one collection");
+        assert_eq!(one, threshold_at_far(&big, 0.02).expect("plain"));
+        assert!(threshold_for_mean_far(&[&big, &[]], 0.1).is_err());
+        assert!(threshold_for_mean_far(&[], 0.1).is_err());
+    }
+
     use super::*;
 
     fn close(a: f64, b: f64) -> bool {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::decision::OperatingPoint;
+use crate::decision::{OperatingPoint, SubjectOperatingPoint};
 use crate::metric::Metric;
 
 /// File names inside a model directory.
@@ -34,8 +34,13 @@ pub struct ModelManifest {
     pub native_metric: Metric,
     /// Target FAR of the operating point used when a request names none.
     pub default_target_far: f64,
+    /// Pairwise operating points (`Verify`, `Search` with a target FAR).
     #[serde(default)]
     pub operating_points: Vec<OperatingPoint>,
+    /// Probe-vs-subject operating points per aggregation and reference count
+    /// (`VerifySubject`); see [`SubjectOperatingPoint`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_operating_points: Vec<SubjectOperatingPoint>,
     /// Evaluation figures, e.g. `eer_skilled_test = 0.087`.
     #[serde(default)]
     pub evaluation: BTreeMap<String, f64>,
@@ -175,6 +180,27 @@ impl ModelManifest {
                 return Err(format!(
                     "operating point {:?}: target_far must be in (0, 1) and threshold finite",
                     point.name
+                ));
+            }
+        }
+        for point in &self.subject_operating_points {
+            let usable = point.target_far > 0.0
+                && point.target_far < 1.0
+                && point.threshold.is_finite()
+                && point.references >= 1;
+            if !usable {
+                return Err(format!(
+                    "subject operating point {:?}: target_far must be in (0, 1), threshold \
+                     finite and references at least 1",
+                    point.name
+                ));
+            }
+            let least = point.aggregation.min_references();
+            if (point.references as usize) < least {
+                return Err(format!(
+                    "subject operating point {:?}: {} needs at least {least} references, it \
+                     has {}",
+                    point.name, point.aggregation, point.references
                 ));
             }
         }

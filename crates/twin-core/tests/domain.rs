@@ -78,22 +78,22 @@ fn decision_is_score_at_least_threshold() {
 fn aggregation_best_mean_and_k_of_n() {
     let scores = [0.2, 0.9, 0.5, 0.7];
     assert_eq!(
-        aggregate(&scores, Aggregation::Best).expect("best"),
+        aggregate(&scores, &[], Aggregation::Best).expect("best"),
         (0.9, 1)
     );
-    let (mean, _) = aggregate(&scores, Aggregation::Mean).expect("mean");
+    let (mean, _) = aggregate(&scores, &[], Aggregation::Mean).expect("mean");
     assert!((mean - 0.575).abs() < 1e-12);
     assert_eq!(
-        aggregate(&scores, Aggregation::KOfN(2)).expect("2-of-n"),
+        aggregate(&scores, &[], Aggregation::KOfN(2)).expect("2-of-n"),
         (0.7, 3)
     );
     assert_eq!(
-        aggregate(&scores, Aggregation::KOfN(4)).expect("4-of-n"),
+        aggregate(&scores, &[], Aggregation::KOfN(4)).expect("4-of-n"),
         (0.2, 0)
     );
-    assert!(aggregate(&scores, Aggregation::KOfN(5)).is_err());
-    assert!(aggregate(&scores, Aggregation::KOfN(0)).is_err());
-    assert!(aggregate(&[], Aggregation::Best).is_err());
+    assert!(aggregate(&scores, &[], Aggregation::KOfN(5)).is_err());
+    assert!(aggregate(&scores, &[], Aggregation::KOfN(0)).is_err());
+    assert!(aggregate(&[], &[], Aggregation::Best).is_err());
 }
 
 #[test]

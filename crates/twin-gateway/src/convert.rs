@@ -72,6 +72,7 @@ pub fn aggregation(value: i32, k: u32) -> Result<Aggregation, ApiError> {
             pb::Aggregation::Unspecified | pb::Aggregation::Best => Aggregation::Best,
             pb::Aggregation::Mean => Aggregation::Mean,
             pb::Aggregation::KOfN => Aggregation::KOfN(k as usize),
+            pb::Aggregation::Adapted => Aggregation::Adapted,
         },
     )
 }
@@ -168,6 +169,22 @@ pub fn model(embedder: &twin_embed::Embedder) -> pb::Model {
         l2_normalized: m.output.l2_normalized,
         native_metric: metric_to_proto(m.native_metric) as i32,
         operating_points: m.operating_points.iter().map(operating_point).collect(),
+        subject_operating_points: m
+            .subject_operating_points
+            .iter()
+            .map(|p| pb::SubjectOperatingPoint {
+                name: p.name.clone(),
+                metric: metric_to_proto(p.metric) as i32,
+                aggregation: p.aggregation.to_string(),
+                references: p.references,
+                target_far: p.target_far,
+                threshold: p.threshold,
+                measured_far: p.measured_far,
+                measured_frr: p.measured_frr,
+                measured_far_random: p.measured_far_random,
+                calibrated_on: p.calibrated_on.clone(),
+            })
+            .collect(),
         default_operating_point: twin_core::decision::far_name(m.default_target_far),
         trained: m.trained,
         evaluation: m.evaluation.clone().into_iter().collect(),
@@ -210,9 +227,12 @@ mod tests {
                     prop_assert_eq!(aggregation_value, pb::Aggregation::KOfN as i32);
                     prop_assert_eq!(n, k as usize);
                 }
+                Ok(Aggregation::Adapted) => {
+                    prop_assert_eq!(aggregation_value, pb::Aggregation::Adapted as i32);
+                }
                 Ok(_) => prop_assert!((0..=2).contains(&aggregation_value)),
                 Err(e) => {
-                    prop_assert!(!(0..=3).contains(&aggregation_value));
+                    prop_assert!(!(0..=4).contains(&aggregation_value));
                     prop_assert_eq!(e.code(), tonic::Code::InvalidArgument);
                 }
             }

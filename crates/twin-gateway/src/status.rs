@@ -55,6 +55,7 @@ impl ApiError {
             | ApiError::Core(CoreError::DimensionMismatch { .. })
             | ApiError::Core(CoreError::InvalidArgument(_))
             | ApiError::Core(CoreError::NoOperatingPoint { .. })
+            | ApiError::Core(CoreError::NoSubjectOperatingPoint { .. })
             | ApiError::Core(CoreError::InvalidSubject(_)) => Code::InvalidArgument,
             ApiError::Embed(EmbedError::Preprocess(_) | EmbedError::InvalidInput(_)) => {
                 Code::InvalidArgument

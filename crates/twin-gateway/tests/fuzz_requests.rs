@@ -20,7 +20,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tonic::{Code, Request, Response, Status};
 use twin_core::config::{EmbedConfig, ProviderChoice, TwinConfig};
-use twin_core::decision::{resolve_threshold, ThresholdChoice};
+use twin_core::decision::{
+    resolve_subject_threshold, resolve_threshold, wanted, Aggregation, ThresholdChoice,
+};
 use twin_core::ids::sha256_hex;
 use twin_core::manifest::ModelManifest;
 use twin_core::Metric;
@@ -211,6 +213,29 @@ impl Drop for Harness {
     }
 }
 
+/// How far into `png` a cut must end to lose pixels for certain: 32 bytes before the end of
+/// the last IDAT chunk's data. Behind that a cut may go either way: the decoder accepts a
+/// file whose pixels are all there, and proptest found one cut inside its IEND trailer
+/// (`head -c -1` of a `twin synth` PNG decodes; `head -c -5` does not).
+fn lossy_cut_limit(png: &[u8]) -> usize {
+    const SIGNATURE: usize = 8;
+    let mut at = SIGNATURE;
+    let mut pixels_end = SIGNATURE;
+    while at + 8 <= png.len() {
+        let length = u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]) as usize;
+        let data_end = at + 8 + length;
+        if &png[at + 4..at + 8] == b"IDAT" {
+            pixels_end = data_end.min(png.len());
+        }
+        at = data_end + 4; // the chunk's CRC
+    }
+    assert!(
+        pixels_end > SIGNATURE + 64,
+        "test PNG has no IDAT chunk of any size"
+    );
+    pixels_end - 32
+}
+
 /// A white PNG: decodes fine, but has no ink.
 fn blank_png() -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -242,7 +267,7 @@ enum ImageCase {
         at: usize,
         value: u8,
     },
-    /// A valid image cut short.
+    /// A valid image cut short, inside its pixel data.
     Truncated {
         index: usize,
         keep: usize,
@@ -282,7 +307,7 @@ impl ImageCase {
             }
             ImageCase::Truncated { index, keep } => {
                 let png = &h.pngs[index % h.pngs.len()];
-                png[..keep % png.len()].to_vec()
+                png[..keep % lossy_cut_limit(png)].to_vec()
             }
             ImageCase::Oversized => {
                 let mut png = h.pngs[0].clone();
@@ -382,21 +407,45 @@ fn policy() -> impl Strategy<Value = Option<pb::DecisionPolicy>> {
 
 /// Whether the threshold of a policy can be resolved under `metric` for this model
 /// (twin-core's resolution is tested on its own; here it is the oracle).
+fn choice_of(policy: Option<&pb::DecisionPolicy>) -> ThresholdChoice {
+    use pb::decision_policy::Threshold;
+    match policy.and_then(|p| p.threshold.as_ref()) {
+        None => ThresholdChoice::Default,
+        Some(Threshold::TargetFar(far)) => ThresholdChoice::TargetFar(*far),
+        Some(Threshold::ExplicitThreshold(t)) => ThresholdChoice::Explicit(*t),
+    }
+}
+
 fn threshold_ok(
     manifest: &ModelManifest,
     metric: Metric,
     policy: Option<&pb::DecisionPolicy>,
 ) -> bool {
-    use pb::decision_policy::Threshold;
-    let choice = match policy.and_then(|p| p.threshold.as_ref()) {
-        None => ThresholdChoice::Default,
-        Some(Threshold::TargetFar(far)) => ThresholdChoice::TargetFar(*far),
-        Some(Threshold::ExplicitThreshold(t)) => ThresholdChoice::Explicit(*t),
-    };
     resolve_threshold(
         &manifest.operating_points,
         metric,
-        choice,
+        choice_of(policy),
+        manifest.default_target_far,
+    )
+    .is_ok()
+}
+
+/// Whether a probe-vs-subject policy has a threshold for a subject of `references`
+/// references: explicit, or a subject-level point of the aggregation at the target FAR
+/// with at most that many references (never the pairwise points).
+fn subject_threshold_ok(
+    manifest: &ModelManifest,
+    metric: Metric,
+    aggregation: Aggregation,
+    references: usize,
+    policy: Option<&pb::DecisionPolicy>,
+) -> bool {
+    resolve_subject_threshold(
+        &manifest.subject_operating_points,
+        metric,
+        aggregation,
+        references,
+        choice_of(policy),
         manifest.default_target_far,
     )
     .is_ok()
@@ -506,6 +555,34 @@ impl Oracle {
                     Code::InvalidArgument,
                     "no threshold",
                 );
+                self.fail_if(!sigma_ok(m, sigma), Code::InvalidArgument, "bad sigma");
+            }
+        }
+    }
+
+    /// The metric, policy and RBF sigma of a VerifySubject request: the policy is checked
+    /// on its own before the subject is read; its threshold, for an enrolled subject with
+    /// `enrolled` = (aggregation, references), against the subject-level points.
+    fn subject_decision(
+        &mut self,
+        manifest: &ModelManifest,
+        metric: i32,
+        policy: Option<&pb::DecisionPolicy>,
+        sigma: f64,
+        enrolled: Option<(Aggregation, usize)>,
+    ) {
+        match metric_of(metric, manifest.native_metric) {
+            None => self.fail_if(true, Code::InvalidArgument, "unknown metric"),
+            Some(m) => {
+                let choice_ok = wanted(choice_of(policy), manifest.default_target_far).is_ok();
+                self.fail_if(!choice_ok, Code::InvalidArgument, "bad policy");
+                if let Some((aggregation, references)) = enrolled {
+                    self.fail_if(
+                        !subject_threshold_ok(manifest, m, aggregation, references, policy),
+                        Code::InvalidArgument,
+                        "no subject-level threshold",
+                    );
+                }
                 self.fail_if(!sigma_ok(m, sigma), Code::InvalidArgument, "bad sigma");
             }
         }
@@ -621,7 +698,7 @@ fn fuzz_verify_subject_requests() {
             nasty_f64(),
         ),
         (
-            prop_oneof![4 => 0i32..=3, 1 => any::<i32>()],
+            prop_oneof![4 => 0i32..=4, 1 => any::<i32>()],
             prop_oneof![3 => 0u32..=3, 1 => any::<u32>()],
             prop_oneof![3 => 0u32..=1024, 1 => any::<u32>()],
         ),
@@ -652,9 +729,23 @@ fn fuzz_verify_subject_requests() {
                     "bad subject",
                 );
                 oracle.fail_if(!h.model_known(&model), Code::NotFound, "unknown model");
-                oracle.decision(&h.manifest, metric, request.policy.as_ref(), sigma);
+                let parsed = match aggregation {
+                    0 | 1 => Some(Aggregation::Best),
+                    2 => Some(Aggregation::Mean),
+                    3 => Some(Aggregation::KOfN(k as usize)),
+                    4 => Some(Aggregation::Adapted),
+                    _ => None,
+                };
+                let enrolled = parsed.filter(|_| subject_id == ENROLLED).map(|a| (a, 1));
+                oracle.subject_decision(
+                    &h.manifest,
+                    metric,
+                    request.policy.as_ref(),
+                    sigma,
+                    enrolled,
+                );
                 oracle.fail_if(
-                    !(0..=3).contains(&aggregation),
+                    !(0..=4).contains(&aggregation),
                     Code::InvalidArgument,
                     "unknown aggregation",
                 );
@@ -665,8 +756,9 @@ fn fuzz_verify_subject_requests() {
                 );
                 oracle.image(&probe, "probe");
                 if subject_id == ENROLLED {
-                    // One reference: k-of-n needs k = 1.
+                    // One reference: k-of-n needs k = 1; adapted needs two.
                     oracle.fail_if(aggregation == 3 && k != 1, Code::InvalidArgument, "bad k");
+                    oracle.fail_if(aggregation == 4, Code::InvalidArgument, "one reference");
                 } else {
                     oracle.fail_if(subject_ok(&subject_id), Code::NotFound, "not enrolled");
                 }

@@ -1,13 +1,16 @@
 //! `twin calibrate DIR --model M`: chooses the threshold for each target FAR on a labelled
 //! folder (the model's native metric; `threshold_at_far`, as `evaluate.py calibrate` does)
 //! and writes them into `M/manifest.toml` as its operating points, everything else kept.
+//! With `--references 1,3,5,10` it calibrates the subject-level points instead (simulated
+//! enrolment, one point per reference count, aggregation and target FAR; the pairwise
+//! points stay as they are).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use serde_json::json;
-use twin_core::decision::{far_name, OperatingPoint};
+use twin_core::decision::{far_name, OperatingPoint, SubjectOperatingPoint};
 use twin_core::evaluation::{far_frr, threshold_at_far};
 use twin_core::manifest::{ModelManifest, MANIFEST_FILE};
 use twin_core::metric::DEFAULT_RBF_SIGMA;
@@ -15,6 +18,7 @@ use twin_core::metric::DEFAULT_RBF_SIGMA;
 use super::client;
 use super::labelled::{load_model, model_json, FolderArgs, Listed, Scored};
 use super::plot::percent;
+use super::subject_level::{self, EnrolmentArgs};
 
 /// Target FARs closer than this are the same operating point (as `resolve_threshold` matches).
 const FAR_TOLERANCE: f64 = 1e-9;
@@ -23,7 +27,8 @@ const FAR_TOLERANCE: f64 = 1e-9;
 #[command(after_help = "Examples:\n  \
     twin calibrate demo-data --model models/my-model --dry-run\n  \
     twin calibrate data/val-writers --model models/my-model --target-far 0.1,0.01,0.001 \\\n      \
-    --calibrated-on \"BHSig260-Bengali writers 51-60, skilled forgeries\"")]
+    --calibrated-on \"BHSig260-Bengali writers 51-60, skilled forgeries\"\n  \
+    twin calibrate data/val-writers --model models/my-model --references 1,3,5,10   # VerifySubject")]
 pub struct CalibrateArgs {
     #[command(flatten)]
     pub folder: FolderArgs,
@@ -45,6 +50,8 @@ pub struct CalibrateArgs {
     /// Print the thresholds without changing the manifest.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub enrolment: EnrolmentArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -99,6 +106,9 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
             args.negatives.name()
         )
     });
+    if args.enrolment.wanted() {
+        return run_subject_level(&args, &manifest, &scored, &targets, &calibrated_on, started);
+    }
     let mut points = Vec::with_capacity(targets.len());
     for &target in &targets {
         let threshold = threshold_at_far(negatives, target)?;
@@ -215,6 +225,107 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--references`: subject-level points for every count, aggregation and target, written
+/// in place of the metric's previous subject-level points.
+fn run_subject_level(
+    args: &CalibrateArgs,
+    manifest: &ModelManifest,
+    scored: &Scored,
+    targets: &[f64],
+    calibrated_on: &str,
+    started: Instant,
+) -> anyhow::Result<()> {
+    if args.negatives != Negatives::Skilled {
+        anyhow::bail!(
+            "subject-level points are calibrated on skilled forgeries; drop --negatives random \
+             (twin eval --references reports the random-forgery FAR at each point)"
+        );
+    }
+    let metric = manifest.native_metric;
+    let simulated = subject_level::simulate_all(scored, &args.enrolment, args.folder.seed)?;
+    let mut points = Vec::new();
+    for s in &simulated {
+        points.extend(subject_level::calibrate(s, targets, calibrated_on, metric)?);
+    }
+    let covers_default = points
+        .iter()
+        .any(|p| (p.target_far - manifest.default_target_far).abs() <= FAR_TOLERANCE);
+    let manifest_path = args.model.join(MANIFEST_FILE);
+    let written = if args.dry_run {
+        false
+    } else {
+        if !covers_default {
+            anyhow::bail!(
+                "subject decisions at the model's default operating point (default_target_far = \
+                 {}) would have no threshold; add {} to --target-far",
+                manifest.default_target_far,
+                manifest.default_target_far
+            );
+        }
+        let mut updated = manifest.clone();
+        updated
+            .subject_operating_points
+            .retain(|p| p.metric != metric);
+        updated
+            .subject_operating_points
+            .splice(0..0, points.iter().cloned());
+        write_manifest(&args.model, &updated)?;
+        true
+    };
+    if args.folder.json {
+        let mut report = scored.json();
+        report["model"] = model_json(&args.model, manifest);
+        report["manifest"] = json!(manifest_path.display().to_string());
+        report["written"] = json!(written);
+        report["metric"] = json!(metric);
+        report["calibrated_on"] = json!(calibrated_on);
+        report["draws"] = json!(args.enrolment.draws);
+        report["subject_operating_points"] = json!(points);
+        report["seconds"] = json!(started.elapsed().as_secs_f64());
+        client::print_json(&report);
+        return Ok(());
+    }
+    println!(
+        "twin calibrate {} --references: model {}, metric {metric}, genuine vs skilled forgeries",
+        scored.dir.display(),
+        manifest.name
+    );
+    print!("{}", scored.summary());
+    println!();
+    println!(
+        "  {:<26}{:>10}{:>12}{:>14}{:>14}{:>14}",
+        "operating point", "subjects", "threshold", "measured FAR", "measured FRR", "FAR random"
+    );
+    let subjects = |p: &SubjectOperatingPoint| {
+        simulated
+            .iter()
+            .find(|s| s.aggregation == p.aggregation && s.references == p.references as usize)
+            .map_or(0, |s| s.scores.subjects)
+    };
+    for p in &points {
+        println!(
+            "  {:<26}{:>10}{:>12.6}{:>14}{:>14}{:>14}",
+            p.name,
+            subjects(p),
+            p.threshold,
+            percent(p.measured_far),
+            percent(p.measured_frr),
+            percent(p.measured_far_random)
+        );
+    }
+    println!();
+    if written {
+        println!(
+            "wrote {} subject-level operating points for {metric} to {} (pairwise points kept)",
+            points.len(),
+            manifest_path.display()
+        );
+    } else {
+        println!("dry run: {} not changed", manifest_path.display());
+    }
+    Ok(())
+}
+
 /// The target FARs checked and de-duplicated, highest first.
 fn targets(given: &[f64]) -> anyhow::Result<Vec<f64>> {
     let mut targets = Vec::with_capacity(given.len());
@@ -236,9 +347,8 @@ fn targets(given: &[f64]) -> anyhow::Result<Vec<f64>> {
     Ok(targets)
 }
 
-/// Replaces the operating points of the points' metric (those of other metrics stay),
-/// writes the manifest through a temporary file and reads it back the way models are
-/// loaded; on any failure the previous manifest is put back.
+/// Replaces the operating points of the points' metric (those of other metrics stay) and
+/// writes the manifest.
 fn write_points(
     dir: &Path,
     manifest: &ModelManifest,
@@ -251,6 +361,12 @@ fn write_points(
     updated
         .operating_points
         .splice(0..0, points.iter().cloned());
+    write_manifest(dir, &updated)
+}
+
+/// Writes `updated` as the manifest of `dir` through a temporary file and reads it back the
+/// way models are loaded; on any failure the previous manifest is put back.
+fn write_manifest(dir: &Path, updated: &ModelManifest) -> anyhow::Result<()> {
     updated.validate().map_err(|message| {
         anyhow::anyhow!("the calibrated manifest would be invalid: {message}")
     })?;
@@ -267,7 +383,7 @@ fn write_points(
             )
         })?;
     match ModelManifest::load(dir) {
-        Ok(read) if read == updated => Ok(()),
+        Ok(read) if &read == updated => Ok(()),
         outcome => {
             let _ = std::fs::write(&path, previous);
             let why = match outcome {

@@ -1,6 +1,8 @@
 //! `twin eval DIR`: writer-independent evaluation of a model on a labelled folder, as
 //! `training/twin_train/evaluate.py` evaluates it: EER and ROC AUC with skilled and random
 //! forgeries apart, FAR/FRR at the model's calibrated operating points, and ROC / DET plots.
+//! With `--references 1,3,5,10`, subject-level figures too: enrolment simulated as
+//! `VerifySubject` decides, for each reference count and aggregation.
 //! A readable table by default, one JSON document with `--json`; report.json, roc.svg and
 //! det.svg in `--out` either way.
 
@@ -17,13 +19,15 @@ use twin_core::metric::{Metric, DEFAULT_RBF_SIGMA};
 use super::client;
 use super::labelled::{load_model, model_json, FolderArgs, Listed, Scored};
 use super::plot::{det_svg, percent, roc_svg, Plot, Series};
+use super::subject_level::{self, EnrolmentArgs};
 
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  twin synth --out demo-data --writers 20 --genuine 6 --forgeries 2\n  \
     twin eval demo-data                       # table; eval-report/{report.json,roc.svg,det.svg}\n  \
     twin eval data/test-writers --json --out test-report\n  \
-    twin eval scans --forged-pattern forged/ --random-pairs 0"
+    twin eval scans --forged-pattern forged/ --random-pairs 0\n  \
+    twin eval data/test-writers --references 1,3,5,10   # subject level, as VerifySubject decides"
 )]
 pub struct EvalArgs {
     #[command(flatten)]
@@ -41,6 +45,8 @@ pub struct EvalArgs {
     /// sigma of the rbf metric (> 0).
     #[arg(long, default_value_t = DEFAULT_RBF_SIGMA)]
     pub rbf_sigma: f64,
+    #[command(flatten)]
+    pub enrolment: EnrolmentArgs,
 }
 
 /// The figures of one kind of negatives.
@@ -120,7 +126,31 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     write(&files.roc, &roc_svg(&roc_plot))?;
     write(&files.det, &det_svg(&det_plot, smallest_rate))?;
 
-    let report = report(&args, &manifest, metric, &scored, &kinds, &files, started);
+    let simulated = if args.enrolment.wanted() {
+        subject_level::simulate_all(&scored, &args.enrolment, args.folder.seed)?
+    } else {
+        Vec::new()
+    };
+    let subject_points: Vec<_> = manifest
+        .subject_operating_points
+        .iter()
+        .filter(|p| p.metric == metric)
+        .cloned()
+        .collect();
+    let mut subject = Vec::new();
+    for s in &simulated {
+        subject.extend(subject_level::evaluate(s, &subject_points)?);
+    }
+
+    let mut report = report(&args, &manifest, metric, &scored, &kinds, &files, started);
+    if !subject.is_empty() {
+        report["subject_level"] = json!({
+            "draws": args.enrolment.draws,
+            "random_probes": args.enrolment.random_probes,
+            "seed": args.folder.seed,
+            "decisions": subject.iter().map(|e| e.json()).collect::<Vec<_>>(),
+        });
+    }
     let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
     write(&files.report, &(text + "\n"))?;
     if args.folder.json {
@@ -130,6 +160,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             "{}",
             table(&args, &manifest, metric, &scored, &kinds, &points, &files)
         );
+        if !subject.is_empty() {
+            println!();
+            print!("{}", subject_level::table(&subject, &args.enrolment));
+        }
     }
     Ok(())
 }

@@ -346,6 +346,13 @@ pub struct Scored {
     /// Random pairs before sampling, and the seed when some were dropped.
     pub random_total: u64,
     pub random_seed: Option<u64>,
+    /// Every embedded image's (subject, kind) and vector, in the same order: what
+    /// subject-level simulation ([`super::subject_level`]) draws its references from.
+    pub samples: Vec<(String, SampleKind)>,
+    pub vectors: Vec<Vec<f32>>,
+    /// How the pairs were scored.
+    pub metric: Metric,
+    pub rbf_sigma: f64,
 }
 
 /// A labelled folder read, not embedded yet (read first, so a wrong folder fails before
@@ -431,15 +438,25 @@ impl Scored {
             .count();
         let subjects: BTreeSet<&str> = labels.iter().map(|(subject, _)| *subject).collect();
         let sampled = (pairs.random.len() as u64) < pairs.random_total;
+        let subjects = subjects.len();
+        let positive = score_all(&pairs.positive)?;
+        let skilled = score_all(&pairs.skilled)?;
+        let random_scores = score_all(&pairs.random)?;
+        let forged = labels.len() - genuine;
+        let samples = labels
+            .iter()
+            .map(|(subject, kind)| ((*subject).to_owned(), *kind))
+            .collect();
+        let vectors = embedded.into_iter().map(|(_, vector)| vector).collect();
         Ok(Self {
             dir: args.dir.clone(),
             files,
             genuine,
-            forged: labels.len() - genuine,
-            subjects: subjects.len(),
-            positive: score_all(&pairs.positive)?,
-            skilled: score_all(&pairs.skilled)?,
-            random: score_all(&pairs.random)?,
+            forged,
+            subjects,
+            positive,
+            skilled,
+            random: random_scores,
             random_total: pairs.random_total,
             random_seed: match random {
                 RandomPairs::AtMost { seed, .. } if sampled => Some(seed),
@@ -447,6 +464,10 @@ impl Scored {
             },
             naming,
             skipped,
+            samples,
+            vectors,
+            metric,
+            rbf_sigma,
         })
     }
 

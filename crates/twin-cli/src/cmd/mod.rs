@@ -16,6 +16,7 @@ mod plot;
 mod preprocess;
 mod search;
 mod serve;
+mod subject_level;
 mod synth;
 mod verify;
 

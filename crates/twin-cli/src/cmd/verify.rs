@@ -45,6 +45,8 @@ pub enum AggregationArg {
     Best,
     Mean,
     KOfN,
+    /// The mean score minus the references' mean score among themselves (writer-adapted).
+    Adapted,
 }
 
 impl From<AggregationArg> for Aggregation {
@@ -53,6 +55,7 @@ impl From<AggregationArg> for Aggregation {
             AggregationArg::Best => Aggregation::Best,
             AggregationArg::Mean => Aggregation::Mean,
             AggregationArg::KOfN => Aggregation::KOfN,
+            AggregationArg::Adapted => Aggregation::Adapted,
         }
     }
 }

@@ -105,7 +105,7 @@ pub fn build_pairs<S: AsRef<str>>(samples: &[(S, SampleKind)], random: RandomPai
 
 /// `count` distinct indices in `0..total` (count < total), uniformly: Floyd's algorithm,
 /// with SplitMix64 so the choice depends on nothing but the seed.
-fn sample_indices(total: u64, count: usize, seed: u64) -> Vec<u64> {
+pub(crate) fn sample_indices(total: u64, count: usize, seed: u64) -> Vec<u64> {
     let mut state = seed;
     let mut next = move || {
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);

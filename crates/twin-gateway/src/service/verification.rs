@@ -1,7 +1,9 @@
 //! `twin.v1.Verification`: image vs image, and probe vs a subject's references.
 
 use tonic::{Request, Response, Status};
-use twin_core::decision::{aggregate, decide, resolve_threshold};
+use twin_core::decision::{
+    aggregate, decide, resolve_subject_threshold, resolve_threshold, scores_among, wanted,
+};
 use twin_core::metric::score;
 use twin_core::subject::validate_subject_id;
 use twin_proto::v1 as pb;
@@ -72,13 +74,10 @@ impl Verification for VerificationService {
         let metric = metric_from_proto(r.metric, manifest.native_metric)?;
         let sigma = rbf_sigma(r.rbf_sigma, metric)?;
         let aggregation = aggregation(r.aggregation, r.k)?;
-        let threshold = resolve_threshold(
-            &manifest.operating_points,
-            metric,
-            threshold_choice(r.policy.as_ref()),
-            manifest.default_target_far,
-        )
-        .map_err(ApiError::from)?;
+        let choice = threshold_choice(r.policy.as_ref());
+        // A bad policy is refused before any embedding; the point itself depends on the
+        // subject's reference count, known once the references are read.
+        wanted(choice, manifest.default_target_far).map_err(ApiError::from)?;
         let max_references = match r.max_references as usize {
             0 => DEFAULT_MAX_REFERENCES,
             n if n > MAX_REFERENCES => {
@@ -105,17 +104,39 @@ impl Verification for VerificationService {
             ))
             .into());
         }
-        // Most recent first, then cut to the limit.
+        // Most recent first, then cut to the limit, then to the count the operating point
+        // was calibrated for, so that the decision runs where its point was measured.
         references.sort_by_key(|r| std::cmp::Reverse(r.payload.enrolled_at_ms));
         references.truncate(max_references);
+        let subject_threshold = resolve_subject_threshold(
+            &manifest.subject_operating_points,
+            metric,
+            aggregation,
+            references.len(),
+            choice,
+            manifest.default_target_far,
+        )
+        .map_err(ApiError::from)?;
+        references.truncate(subject_threshold.references);
+        let threshold = subject_threshold.resolved;
+        let vectors = references
+            .iter()
+            .map(|reference| {
+                reference.vector.as_deref().ok_or_else(|| {
+                    ApiError::Store(twin_store::StoreError::Internal(format!(
+                        "reference {} came back without its vector",
+                        reference.id
+                    )))
+                })
+            })
+            .collect::<Result<Vec<&[f32]>, ApiError>>()?;
+        let among = if aggregation.needs_scores_among_references() {
+            scores_among(&vectors, |a, b| score(metric, a, b, sigma)).map_err(ApiError::from)?
+        } else {
+            Vec::new()
+        };
         let mut per_reference = Vec::with_capacity(references.len());
-        for reference in &references {
-            let vector = reference.vector.as_deref().ok_or_else(|| {
-                ApiError::Store(twin_store::StoreError::Internal(format!(
-                    "reference {} came back without its vector",
-                    reference.id
-                )))
-            })?;
+        for (reference, vector) in references.iter().zip(&vectors) {
             let s = score(metric, &probe, vector, sigma).map_err(ApiError::from)?;
             per_reference.push(pb::ReferenceScore {
                 point_id: reference.id.to_string(),
@@ -124,7 +145,7 @@ impl Verification for VerificationService {
             });
         }
         let scores: Vec<f64> = per_reference.iter().map(|p| p.score).collect();
-        let (score, decider) = aggregate(&scores, aggregation).map_err(ApiError::from)?;
+        let (score, decider) = aggregate(&scores, &among, aggregation).map_err(ApiError::from)?;
         let matched_point_id = per_reference[decider].point_id.clone();
         per_reference.sort_by(|x, y| y.score.total_cmp(&x.score));
         let matched = decide(score, threshold.threshold);
