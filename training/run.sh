@@ -19,7 +19,7 @@
 #   training/run.sh v2-calibrate   thresholds on both collections' validation writers
 #   training/run.sh v2-evaluate    test-writer figures per collection -> manifest, evaluation.json
 #   training/run.sh v2-subjects    VerifySubject points on validation writers (twin calibrate
-#                                  --references), test figures -> subject_evaluation.json
+#                                  --references), both splits' figures -> subject_evaluation.json
 #   training/run.sh v2-parity-rust twin-embed (Rust) vs onnxruntime-Python
 #   training/run.sh v2-card        models/signature-v2/MODEL_CARD.md
 #   training/run.sh v2-all         every signature-v2 stage above, in order
@@ -199,9 +199,12 @@ v2_subjects() {
   test="$(subject_links test)"
   "$twin" calibrate "$val" --model "$V2_MODEL" --references "$V2_REFERENCES" --per-collection \
     --calibrated-on "validation writers bhsig:val,icdar:val ($V2_DATASET), genuine vs skilled forgeries"
+  "$twin" eval "$val" --model "$V2_MODEL" --references "$V2_REFERENCES" --per-collection \
+    --out "$WORK/subject-level/val-report"
   "$twin" eval "$test" --model "$V2_MODEL" --references "$V2_REFERENCES" --per-collection \
     --out "$WORK/subject-level/test-report"
-  cp "$WORK/subject-level/test-report/report.json" "$V2_MODEL/subject_evaluation.json"
+  "$PY" -m twin_train.card_v2 subject-figures --model "$V2_MODEL" \
+    --validation "$WORK/subject-level/val-report/report.json" --test "$WORK/subject-level/test-report/report.json"
 }
 
 v2_card() {

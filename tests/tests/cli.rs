@@ -304,6 +304,22 @@ async fn bench_verify_prints_a_table_then_one_json_line() {
             assert!(value > 0.0, "{key} = {} in {last}", figures[key]);
         }
         assert_eq!(figures["errors_c1"], 0, "{last}");
+        // The VerifySubject case runs where the benchmark stores the references itself.
+        for key in [
+            "subject_p99_ms_r5",
+            "subject_p99_ms_r20",
+            "ratio_subject_p99_r5",
+            "ratio_subject_p99_r20",
+        ] {
+            let value = figures[key].as_f64();
+            match target {
+                None => assert!(value.unwrap_or_default() > 0.0, "{key} in {last}"),
+                Some(_) => assert!(value.is_none(), "{key} in {last}"),
+            }
+        }
+        if target.is_none() {
+            assert_eq!(figures["subject_errors_r20"], 0, "{last}");
+        }
         assert_eq!(
             figures["mean_batch_c1"].is_number(),
             target.is_none(),

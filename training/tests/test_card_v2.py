@@ -37,3 +37,28 @@ def test_card_shows_every_test_figure_and_its_target(tmp_path):
             verdict = "met" if eer <= target else "not met"
             assert f"| {pct(eer)} | ≤ {pct(target)} | {verdict} |" in card
     assert "signature-v1 | signature-v2" in card and "{" not in card
+
+
+def test_subject_section_files_twins_figures_and_judges_them_against_issue_20(tmp_path):
+    def decision(collection, aggregation, eer, frr, far_at):
+        return {"collection": collection, "aggregation": aggregation, "references": 5,
+                "skilled": {"eer": eer}, "random": {"eer": 0.02},
+                "operating_points": [{"target_far": t, "frr": frr, "far_skilled": f, "far_random": 0.001}
+                                     for t, f in far_at.items()]}
+    val = tmp_path / "val.json"
+    test = tmp_path / "test.json"
+    plan = {"draws": 10, "random_probes": 200, "seed": 0}
+    val.write_text(json.dumps({"subject_level": {**plan, "decisions": [
+        decision("bhsig", "best", 0.031, 0.2, {0.01: 0.01})]}}))
+    test.write_text(json.dumps({"subject_level": {**plan, "decisions": [
+        decision("bhsig", "best", 0.045, 0.12, {0.1: 0.08, 0.01: 0.03}),
+        decision("icdar", "best", 0.2, 0.5, {0.01: 0.05})]}}))
+    figures = card_v2.subject_figures(val, test)
+    assert figures["plan"] == plan and len(figures["test"]) == 2
+    text = card_v2._subjects(figures)
+    # validation EER beside the test figures; the ICDAR row has no validation figure
+    assert "| best of 5 | bhsig | 3.10 % | 4.50 % |" in text
+    assert "| best of 5 | icdar | — | 20.00 % |" in text
+    # BHSig, 5 references: EER 4.5 % ≤ 5 %, FRR 12 % ≤ 15 %, random 0.1 % ≤ 0.5 %;
+    # FAR 10 % measured 8 % is within [5, 20] %, FAR 1 % measured 3 % is not within [0.5, 2] %
+    assert "| best of 5 | 4.50 % ✓ | 12.00 % ✓ | 0.10 % ✓ | 10.00 %: 8.00 % ✓, 1.00 %: 3.00 % ✗ |" in text

@@ -15,6 +15,11 @@
 //!
 //! Every request carries a real pair of encoded images, cycled through a pool of distinct
 //! pairs; nothing is cached between requests.
+//!
+//! The subject case (embedded target): `VerifySubject` at concurrency 1 against subjects
+//! with 5 and 20 stored references, with the adapted aggregation (it also scores the
+//! references among themselves) and an explicit threshold (so every reference is compared):
+//! the heaviest subject decision, beside `Verify`'s p99 at concurrency 1 in the same round.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -49,6 +54,8 @@ pub struct VerifyBenchOptions {
     pub rounds: usize,
     /// Sent as `authorization: Bearer <key>` (a targeted gateway with api keys).
     pub api_key: Option<String>,
+    /// Reference counts of the subject case (embedded target only; empty: none).
+    pub subject_references: Vec<usize>,
 }
 
 impl Default for VerifyBenchOptions {
@@ -58,8 +65,19 @@ impl Default for VerifyBenchOptions {
             seconds: 5.0,
             rounds: 3,
             api_key: None,
+            subject_references: vec![5, 20],
         }
     }
+}
+
+/// `VerifySubject` at concurrency 1 against a subject with `references` references.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SubjectFigures {
+    pub references: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// Which gateway takes the load.
@@ -117,6 +135,8 @@ pub struct VerifyReport {
     /// lane does (two runs of one image at once), median and 99th percentile.
     pub raw_split: Option<Latency>,
     pub levels: Vec<LevelFigures>,
+    /// The subject case, one entry per reference count.
+    pub subjects: Vec<SubjectFigures>,
 }
 
 /// Why the benchmark could not run.
@@ -161,6 +181,17 @@ impl VerifyReport {
     /// the stricter comparison, against the express lane's own way without the gateway.
     pub fn ratio_p99_c1_to_split(&self) -> Option<f64> {
         ratio(self.level(1)?.p99_ms, self.raw_split?.median_ms)
+    }
+
+    /// VerifySubject p99 / Verify p99, both at concurrency 1 (target ≤ 1.5), per count.
+    pub fn ratio_subject_p99(&self) -> Vec<(usize, f64)> {
+        let Some(verify) = self.level(1) else {
+            return Vec::new();
+        };
+        self.subjects
+            .iter()
+            .filter_map(|s| ratio(s.p99_ms, verify.p99_ms).map(|r| (s.references, r)))
+            .collect()
     }
 
     /// Verify pairs/s at concurrency 32 / raw pairs/s at a batch of 64 (target ≥ 0.8).
@@ -278,6 +309,22 @@ impl VerifyReport {
                 verdict(r >= 0.8)
             );
         }
+        for s in &self.subjects {
+            let _ = writeln!(
+                out,
+                "VerifySubject, {} references (adapted, every reference compared), concurrency 1: \
+                 {} requests, {} errors, p50 {:.2} ms, p99 {:.2} ms",
+                s.references, s.requests, s.errors, s.p50_ms, s.p99_ms
+            );
+        }
+        for (references, r) in self.ratio_subject_p99() {
+            let _ = writeln!(
+                out,
+                "VerifySubject p99 ({references} references) / Verify p99, concurrency 1: {r:.2} \
+                 (target <= 1.5): {}",
+                verdict(r <= 1.5)
+            );
+        }
         out
     }
 
@@ -330,6 +377,15 @@ impl VerifyReport {
         }
         if let Some(r) = self.ratio_c32() {
             fields.insert("ratio_c32".into(), round3(r).into());
+        }
+        for s in &self.subjects {
+            let n = s.references;
+            fields.insert(format!("subject_p50_ms_r{n}"), round3(s.p50_ms).into());
+            fields.insert(format!("subject_p99_ms_r{n}"), round3(s.p99_ms).into());
+            fields.insert(format!("subject_errors_r{n}"), s.errors.into());
+        }
+        for (n, r) in self.ratio_subject_p99() {
+            fields.insert(format!("ratio_subject_p99_r{n}"), round3(r).into());
         }
         serde_json::Value::Object(fields).to_string()
     }
@@ -410,6 +466,43 @@ impl EmbeddedGateway {
         })
     }
 
+    /// Stores `count` references of the subject case straight into the gateway's store
+    /// (no worker runs here), embedded from the pool's images.
+    fn store_references(
+        &self,
+        embedder: &Embedder,
+        count: usize,
+        pairs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), BenchError> {
+        let model = self.state.models.default_model().clone();
+        let collection = AppState::collection(&model).name;
+        let subject = bench_subject(count);
+        let points = self.runtime.block_on(async {
+            let mut points = Vec::with_capacity(count);
+            for i in 0..count {
+                let (image, _) = &pairs[i % pairs.len()];
+                let vector = embedder.embed_image(image.clone()).await?;
+                points.push(twin_store::Point::new(
+                    vector,
+                    twin_store::PointPayload {
+                        subject_id: subject.clone(),
+                        // Distinct per reference even when the pool has fewer images.
+                        image_sha256: twin_core::ids::sha256_hex(
+                            format!("{subject}-{i}").as_bytes(),
+                        ),
+                        model_id: embedder.manifest().id.clone(),
+                        source: format!("bench-reference-{i}"),
+                        ..twin_store::PointPayload::default()
+                    },
+                ));
+            }
+            Ok::<_, EmbedError>(points)
+        })?;
+        self.runtime
+            .block_on(self.state.store.upsert(&collection, &points))
+            .map_err(setup("storing the subject case's references"))
+    }
+
     fn stop(self) -> Result<(), BenchError> {
         let _ = self.stop.send(());
         let served = self.runtime.block_on(self.serving);
@@ -477,6 +570,17 @@ pub fn run_verify_bench(
     ))?;
     // The embedder's counters are the gateway's only when it runs in this process.
     let counters = gateway.as_ref().map(|_| &embedder);
+    // The subject case needs the references stored: only where the store is ours.
+    let subject_counts: Vec<usize> = match &gateway {
+        Some(g) => {
+            for &count in &options.subject_references {
+                g.store_references(&embedder, count, pairs)?;
+            }
+            options.subject_references.clone()
+        }
+        None => Vec::new(),
+    };
+    let load = load.with_subjects(&embedder, pairs, &subject_counts);
 
     // Rounds of: preprocessing and raw inference alone, the load level after level,
     // then the raw figures again. Each figure keeps its best, so that a burst of other
@@ -513,8 +617,29 @@ pub fn run_verify_bench(
         Ok(())
     };
     let mut levels: Vec<LevelFigures> = Vec::new();
+    let mut subjects: Vec<SubjectFigures> = Vec::new();
     for round in 1..=options.rounds.max(1) {
         raw_phase(round)?;
+        for &references in &subject_counts {
+            let figures = clients.block_on(load.subject_level(references, warmup, seconds))?;
+            tracing::info!(
+                round,
+                references,
+                p50_ms = figures.p50_ms,
+                p99_ms = figures.p99_ms,
+                errors = figures.errors,
+                "verify bench subject case"
+            );
+            match subjects.iter_mut().find(|s| s.references == references) {
+                Some(best) => {
+                    best.requests += figures.requests;
+                    best.errors += figures.errors;
+                    best.p50_ms = best.p50_ms.min(figures.p50_ms);
+                    best.p99_ms = best.p99_ms.min(figures.p99_ms);
+                }
+                None => subjects.push(figures),
+            }
+        }
         for &concurrency in &options.concurrency {
             let figures =
                 clients.block_on(load.level(concurrency.max(1), counters, warmup, seconds))?;
@@ -571,7 +696,13 @@ pub fn run_verify_bench(
         raw_shapes,
         raw_split,
         levels,
+        subjects,
     })
+}
+
+/// The subject of the subject case with `count` references.
+fn bench_subject(count: usize) -> String {
+    format!("bench-subject-{count}")
 }
 
 impl LevelFigures {
@@ -733,6 +864,8 @@ async fn connect(addr: &str) -> Result<Channel, BenchError> {
 struct LoadGenerator {
     channels: Vec<Channel>,
     requests: Arc<[pb::VerifyRequest]>,
+    /// The subject case's requests per reference count.
+    subject_requests: Vec<(usize, Arc<[pb::VerifySubjectRequest]>)>,
     authorization: Option<MetadataValue<Ascii>>,
 }
 
@@ -796,7 +929,114 @@ impl LoadGenerator {
         Ok(Self {
             channels,
             requests,
+            subject_requests: Vec::new(),
             authorization,
+        })
+    }
+
+    /// Adds the subject case's requests: each pair's second image as the probe.
+    fn with_subjects(
+        mut self,
+        embedder: &Embedder,
+        pairs: &[(Vec<u8>, Vec<u8>)],
+        counts: &[usize],
+    ) -> Self {
+        let model_id = embedder.manifest().id.clone();
+        for &count in counts {
+            let requests: Arc<[pb::VerifySubjectRequest]> = pairs
+                .iter()
+                .enumerate()
+                .map(|(i, (_, probe))| pb::VerifySubjectRequest {
+                    subject_id: bench_subject(count),
+                    probe: Some(pb::Image {
+                        data: probe.clone(),
+                        source: format!("bench-probe-{i}"),
+                    }),
+                    model: model_id.clone(),
+                    aggregation: pb::Aggregation::Adapted as i32,
+                    policy: Some(pb::DecisionPolicy {
+                        threshold: Some(pb::decision_policy::Threshold::ExplicitThreshold(0.0)),
+                    }),
+                    ..Default::default()
+                })
+                .collect();
+            self.subject_requests.push((count, requests));
+        }
+        self
+    }
+
+    /// The subject case with `references` references: one client, a warm-up, then the
+    /// measured `duration`.
+    async fn subject_level(
+        &self,
+        references: usize,
+        warmup: Duration,
+        duration: Duration,
+    ) -> Result<SubjectFigures, BenchError> {
+        let requests = self
+            .subject_requests
+            .iter()
+            .find(|(count, _)| *count == references)
+            .map(|(_, r)| Arc::clone(r))
+            .ok_or_else(|| BenchError::Setup(format!("no subject with {references} references")))?;
+        let channel = self
+            .channels
+            .first()
+            .cloned()
+            .ok_or_else(|| BenchError::Setup("no client connection".into()))?;
+        let mut client = VerificationClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut latencies = Vec::new();
+        let mut errors = 0u64;
+        let mut first_error = None;
+        let mut next = 0usize;
+        for (phase, length) in [(false, warmup), (true, duration)] {
+            let deadline = Instant::now() + length;
+            while Instant::now() < deadline {
+                let mut request = tonic::Request::new(requests[next % requests.len()].clone());
+                next += 1;
+                if let Some(value) = &self.authorization {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", value.clone());
+                }
+                request.set_timeout(Duration::from_secs(60));
+                let sent = Instant::now();
+                match client.verify_subject(request).await {
+                    Ok(answer) if answer.get_ref().references as usize == references => {
+                        if phase {
+                            latencies.push(sent.elapsed());
+                        }
+                    }
+                    Ok(answer) => {
+                        return Err(BenchError::Setup(format!(
+                            "VerifySubject compared {} references, not the {references} stored",
+                            answer.get_ref().references
+                        )))
+                    }
+                    Err(status) => {
+                        errors += u64::from(phase);
+                        first_error.get_or_insert(status);
+                    }
+                }
+            }
+        }
+        if latencies.is_empty() {
+            return Err(BenchError::Call {
+                what: format!("every VerifySubject with {references} references failed"),
+                status: Box::new(
+                    first_error.unwrap_or_else(|| tonic::Status::unknown("no request finished")),
+                ),
+            });
+        }
+        latencies.sort_unstable();
+        Ok(SubjectFigures {
+            references,
+            requests: latencies.len() as u64,
+            errors,
+            p50_ms: quantile_ms(&latencies, 0.5),
+            p99_ms: quantile_ms(&latencies, 0.99),
         })
     }
 

@@ -46,6 +46,10 @@ pub struct VerifyArgs {
     /// Concurrent clients per level, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 32, 64])]
     pub concurrency: Vec<usize>,
+    /// Reference counts of the VerifySubject case, comma-separated (embedded target only;
+    /// measured at concurrency 1 beside Verify's p99 there).
+    #[arg(long, value_delimiter = ',', default_values_t = [5usize, 20])]
+    pub subject_references: Vec<usize>,
     /// Seconds measured per level and per raw figure (after a warm-up).
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
@@ -158,6 +162,7 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
         seconds: args.seconds,
         rounds: args.rounds,
         api_key: args.api_key,
+        subject_references: args.subject_references,
     };
     let report = twin_gateway::bench::run_verify_bench(&config, &target, &pairs, &options)
         .context("verify benchmark failed")?;
