@@ -18,6 +18,7 @@
 #   training/run.sh v2-export      -> models/signature-v2/{model.onnx,manifest.toml} + parity check
 #   training/run.sh v2-calibrate   thresholds on both collections' validation writers
 #   training/run.sh v2-evaluate    test-writer figures per collection -> manifest, evaluation.json
+#   training/run.sh v2-joint       learned similarity head on the frozen branch -> joint.onnx, its points
 #   training/run.sh v2-subjects    VerifySubject points on validation writers (twin calibrate
 #                                  --references), both splits' figures -> subject_evaluation.json
 #   training/run.sh v2-parity-rust twin-embed (Rust) vs onnxruntime-Python
@@ -158,7 +159,10 @@ v2_export() {
 
 v2_calibrate() {
   need_py
-  "$PY" -m twin_train.evaluate calibrate --model "$V2_MODEL" --cache "$V2_CACHE" --val-writers "$V2_VAL" --dataset "$V2_DATASET"
+  # twin's own calibration (the one serving's thresholds come from), on links to the
+  # validation writers of both collections: the mean of their FARs meets each target
+  "$(twin_bin)" calibrate "$(subject_links val)" --model "$V2_MODEL" --per-collection \
+    --calibrated-on "validation writers bhsig:val,icdar:val ($V2_DATASET), genuine vs skilled forgeries"
 }
 
 v2_evaluate() {
@@ -205,6 +209,26 @@ v2_subjects() {
     --out "$WORK/subject-level/test-report"
   "$PY" -m twin_train.card_v2 subject-figures --model "$V2_MODEL" \
     --validation "$WORK/subject-level/val-report/report.json" --test "$WORK/subject-level/test-report/report.json"
+}
+
+# The seed's joint layers: a learned similarity head trained on the frozen branch's embeddings
+# of the real writers, which twin writes itself (serving's preprocessing and ONNX Runtime).
+v2_joint() {
+  need_py
+  local twin
+  twin="$(twin_bin)"
+  mkdir -p "$WORK/joint"
+  "$PY" -m twin_train.data combine --bhsig "$DATA/bhsig260-bengali" --icdar "$DATA/icdar2011-sign-data" \
+    --out "$WORK/joint/real.tsv"
+  "$twin" preprocess --list "$WORK/joint/real.tsv" --model "$V2_MODEL" --embed --out "$WORK/joint/real"
+  "$PY" -m twin_train.joint --embeddings "$WORK/joint/real" --model "$V2_MODEL" --seed "$SEED"
+  # points for the learned metric, pairwise and per subject, on the same validation writers
+  local val
+  val="$(subject_links val)"
+  "$twin" calibrate "$val" --model "$V2_MODEL" --metric learned --per-collection \
+    --calibrated-on "validation writers bhsig:val,icdar:val ($V2_DATASET), genuine vs skilled forgeries"
+  "$twin" calibrate "$val" --model "$V2_MODEL" --metric learned --references "$V2_REFERENCES" --per-collection \
+    --calibrated-on "validation writers bhsig:val,icdar:val ($V2_DATASET), genuine vs skilled forgeries"
 }
 
 v2_card() {
@@ -276,14 +300,15 @@ case "$stage" in
   v2-calibrate) v2_calibrate ;;
   v2-evaluate) v2_evaluate ;;
   v2-parity-rust) v2_parity_rust ;;
+  v2-joint) v2_joint ;;
   v2-subjects) v2_subjects ;;
   v2-card) v2_card ;;
-  v2-all) v2_preprocess; v2_train "$@"; v2_export; v2_calibrate; v2_evaluate; v2_parity_rust; v2_subjects; v2_card ;;
+  v2-all) v2_preprocess; v2_train "$@"; v2_export; v2_calibrate; v2_evaluate; v2_parity_rust; v2_joint; v2_subjects; v2_card ;;
   omniglot-preprocess) omniglot_preprocess ;;
   omniglot-train) omniglot_train "$@" ;;
   omniglot-export) omniglot_export ;;
   omniglot-eval) omniglot_eval ;;
   omniglot-card) omniglot_card ;;
   omniglot-all) omniglot_preprocess; omniglot_train "$@"; omniglot_export; omniglot_eval; omniglot_card ;;
-  *) sed -n '2,40p' "$0"; exit 2 ;;
+  *) sed -n '2,41p' "$0"; exit 2 ;;
 esac

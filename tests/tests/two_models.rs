@@ -113,3 +113,74 @@ async fn requests_choose_between_the_shipped_signature_and_omniglot_models() {
         .expect_err("unknown model");
     assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
 }
+
+/// The seed's joint layers through the real server: `METRIC_LEARNED` scores with
+/// signature-v2's joint head at its own calibrated point; a model without one refuses it.
+#[tokio::test]
+async fn the_learned_metric_scores_with_the_joint_head_of_the_model_that_has_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let models = ["signature-v2", "omniglot-v1"].map(|name| repo_root().join("models").join(name));
+    let v2 = ModelManifest::load(&models[0]).expect("signature-v2 manifest");
+    let serve = TwinProcess::serve(dir.path(), &models.each_ref().map(PathBuf::as_path), &[]).await;
+    let channel = channel(&serve.url()).await;
+    let listed = ModelsClient::new(channel.clone())
+        .list_models(request(pb::ListModelsRequest {}))
+        .await
+        .expect("list models")
+        .into_inner();
+    let described = |name: &str| {
+        listed
+            .models
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.joint_head.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        described("signature-v2").starts_with("joint.onnx"),
+        "{listed:?}"
+    );
+    assert!(described("omniglot-v1").is_empty());
+
+    let learned_point = v2
+        .operating_points
+        .iter()
+        .find(|p| p.metric == twin_core::Metric::Learned && p.target_far == v2.default_target_far)
+        .expect("signature-v2 has a calibrated learned point");
+    let mut verification = VerificationClient::new(channel);
+    let (a, b) = (genuine(1, 1), genuine(2, 1));
+    let learned = |model: &str, x: &[u8], y: &[u8]| pb::VerifyRequest {
+        metric: pb::Metric::Learned as i32,
+        ..verify(model, x, y)
+    };
+    let same = verification
+        .verify(request(learned("signature-v2", &a, &a)))
+        .await
+        .expect("learned verify")
+        .into_inner();
+    let audit = same.audit.expect("audit");
+    assert_eq!(audit.metric, pb::Metric::Learned as i32);
+    assert_eq!(audit.threshold, learned_point.threshold);
+    assert_eq!(audit.operating_point, "FAR 1 %");
+    let different = verification
+        .verify(request(learned("signature-v2", &a, &b)))
+        .await
+        .expect("learned verify")
+        .into_inner();
+    assert!(
+        (0.0..=1.0).contains(&same.score) && different.score < same.score,
+        "same {} different {}",
+        same.score,
+        different.score
+    );
+    let refused = verification
+        .verify(request(learned("omniglot-v1", &a, &b)))
+        .await
+        .expect_err("omniglot-v1 has no joint head");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("declares none"),
+        "{}",
+        refused.message()
+    );
+}

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 MANIFEST_RS = REPO / "crates/twin-core/src/manifest.rs"
 
 
-def rust_struct_fields(name: str) -> set[str]:
-    text = MANIFEST_RS.read_text()
+def rust_struct_fields(name: str, source: Path | None = None) -> set[str]:
+    text = (source or MANIFEST_RS).read_text()
     body = re.search(r"pub struct " + name + r" \{(.*?)\n\}", text, re.S).group(1)
     return set(re.findall(r"^\s*pub (\w+):", body, re.M))
 
@@ -73,7 +74,8 @@ def test_train_export_load(tmp_path):
     m = manifest.read(model_dir / "manifest.toml")
     # exactly ModelManifest's fields, so the Rust loader (deny_unknown_fields) accepts it
     assert set(m) <= rust_struct_fields("ModelManifest")
-    assert set(rust_struct_fields("ModelManifest")) - set(m) <= {"description", "operating_points", "evaluation"}
+    assert set(rust_struct_fields("ModelManifest")) - set(m) <= {"description", "operating_points", "evaluation",
+                                                                 "subject_operating_points", "joint"}
     assert set(m["input"]) == rust_struct_fields("InputSpec")
     assert set(m["preprocess"]) == rust_struct_fields("PreprocessSpec")
     assert set(m["output"]) == rust_struct_fields("OutputSpec")
@@ -250,3 +252,13 @@ def test_co_training_on_synthetic_writers_and_resume(tmp_path, capsys):
     sa = torch.load(straight / "last.pt", weights_only=False)["state"]
     sb = torch.load(split / "last.pt", weights_only=False)["state"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_manifest_writer_knows_every_field_of_the_optional_tables():
+    """What `twin calibrate --references` and the joint head add, training writes back unchanged."""
+    decision_rs = MANIFEST_RS.with_name("decision.rs")
+    assert set(manifest.SUBJECT_POINT_FIELDS) == rust_struct_fields("SubjectOperatingPoint", decision_rs)
+    assert set(manifest.JOINT_FIELDS) == rust_struct_fields("JointSpec")
+    shipped = manifest.read(REPO / "models/signature-v2/manifest.toml")
+    assert shipped["subject_operating_points"] and shipped["joint"]
+    assert tomllib.loads(manifest.dumps(shipped)) == shipped

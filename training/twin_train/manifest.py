@@ -17,6 +17,10 @@ TABLES = {
     "output": ["name", "embedding_size", "l2_normalized"],
 }
 POINT_FIELDS = ["name", "metric", "target_far", "threshold", "measured_far", "measured_frr", "calibrated_on"]
+# `twin calibrate --references` writes these; training keeps them as they are.
+SUBJECT_POINT_FIELDS = ["name", "metric", "aggregation", "references", "target_far", "threshold", "measured_far",
+                        "measured_frr", "measured_far_random", "calibrated_on"]
+JOINT_FIELDS = ["file", "sha256", "input_a", "input_b", "output", "description"]
 
 
 def sha256_file(path: str | Path) -> str:
@@ -48,7 +52,8 @@ def far_name(target_far: float) -> str:
 
 
 def dumps(m: dict) -> str:
-    unknown = set(m) - set(TOP_FIELDS) - set(TABLES) - {"operating_points", "evaluation"}
+    unknown = set(m) - set(TOP_FIELDS) - set(TABLES) - {"operating_points", "subject_operating_points", "joint",
+                                                        "evaluation"}
     if unknown:
         raise ValueError(f"fields {sorted(unknown)} are not part of ModelManifest")
     lines = [f"{k} = {_value(m[k])}" for k in TOP_FIELDS if k in m]
@@ -56,6 +61,10 @@ def dumps(m: dict) -> str:
         lines += ["", f"[{table}]"] + [f"{k} = {_value(m[table][k])}" for k in fields if k in m[table]]
     for p in m.get("operating_points", []):
         lines += ["", "[[operating_points]]"] + [f"{k} = {_value(p[k])}" for k in POINT_FIELDS if k in p]
+    for p in m.get("subject_operating_points", []):
+        lines += ["", "[[subject_operating_points]]"] + [f"{k} = {_value(p[k])}" for k in SUBJECT_POINT_FIELDS if k in p]
+    if m.get("joint"):
+        lines += ["", "[joint]"] + [f"{k} = {_value(m['joint'][k])}" for k in JOINT_FIELDS if k in m["joint"]]
     if m.get("evaluation"):
         lines += ["", "[evaluation]"] + [f"{k} = {_value(float(v))}" for k, v in sorted(m["evaluation"].items())]
     return "\n".join(lines) + "\n"

@@ -244,13 +244,15 @@ pub fn scores_among<T>(
     references: &[T],
     mut score: impl FnMut(&T, &T) -> Result<f64, CoreError>,
 ) -> Result<Vec<f64>, CoreError> {
-    let mut out = Vec::with_capacity(references.len() * references.len().saturating_sub(1) / 2);
-    for (i, a) in references.iter().enumerate() {
-        for b in &references[i + 1..] {
-            out.push(score(a, b)?);
-        }
-    }
-    Ok(out)
+    pairs_among(references.len())
+        .map(|(i, j)| score(&references[i], &references[j]))
+        .collect()
+}
+
+/// The index pairs (i, j), i < j, of `count` references, in the order [`scores_among`]
+/// scores them (for scorers that take all pairs in one call).
+pub fn pairs_among(count: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..count).flat_map(move |i| (i + 1..count).map(move |j| (i, j)))
 }
 
 impl std::fmt::Display for Aggregation {

@@ -5,7 +5,7 @@ use crate::metric::Metric;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
-    #[error("unknown metric {0:?}: expected one of l2, squared_l2, l1, dot, cosine, rbf")]
+    #[error("unknown metric {0:?}: expected one of l2, squared_l2, l1, dot, cosine, rbf, learned")]
     UnknownMetric(String),
     #[error("vector has {actual} dimensions, expected {expected}")]
     DimensionMismatch { expected: usize, actual: usize },

@@ -41,9 +41,30 @@ pub struct ModelManifest {
     /// (`VerifySubject`); see [`SubjectOperatingPoint`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subject_operating_points: Vec<SubjectOperatingPoint>,
+    /// The seed's joint layers: a second, small graph that scores two embeddings
+    /// (`Metric::Learned`). Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joint: Option<JointSpec>,
     /// Evaluation figures, e.g. `eer_skilled_test = 0.087`.
     #[serde(default)]
     pub evaluation: BTreeMap<String, f64>,
+}
+
+/// A learned similarity head: an ONNX graph in the model directory with two f32 inputs
+/// `[N, D]` (the two embeddings) and one output `[N]`, a score in which higher means more
+/// similar. It works from stored vectors, so enrolled references need no re-embedding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JointSpec {
+    /// File name inside the model directory, e.g. "joint.onnx".
+    pub file: String,
+    /// sha256 of the file, lowercase hex. Checked at load.
+    pub sha256: String,
+    pub input_a: String,
+    pub input_b: String,
+    pub output: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 /// The ONNX input tensor.
@@ -181,6 +202,35 @@ impl ModelManifest {
                     "operating point {:?}: target_far must be in (0, 1) and threshold finite",
                     point.name
                 ));
+            }
+        }
+        if let Some(joint) = &self.joint {
+            let plain = !joint.file.is_empty()
+                && !joint.file.contains(['/', '\\'])
+                && joint.file != ".."
+                && joint.file != ONNX_FILE;
+            if !plain {
+                return Err(format!(
+                    "joint.file must name a file of the model directory other than {ONNX_FILE}, \
+                     got {:?}",
+                    joint.file
+                ));
+            }
+            if joint.sha256.len() != 64 || !joint.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "joint.sha256 must be the sha256 of {} (64 hex characters), got {:?}",
+                    joint.file, joint.sha256
+                ));
+            }
+            if [&joint.input_a, &joint.input_b, &joint.output]
+                .iter()
+                .any(|name| name.is_empty())
+                || joint.input_a == joint.input_b
+            {
+                return Err(
+                    "joint.input_a, input_b and output must be non-empty, the inputs distinct"
+                        .to_owned(),
+                );
             }
         }
         for point in &self.subject_operating_points {

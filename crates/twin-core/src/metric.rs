@@ -22,11 +22,26 @@ pub enum Metric {
     Cosine,
     /// Radial basis function; score = exp(−‖x − y‖² / σ²).
     Rbf,
+    /// The model's learned similarity head (the manifest's `[joint]` graph): a score in
+    /// (0, 1). Not a function of the two vectors alone, so [`score`] refuses it; the
+    /// embedder that owns the head scores it.
+    Learned,
 }
 
 impl Metric {
     /// Every metric, in a stable order (for listings and tests).
-    pub const ALL: [Metric; 6] = [
+    pub const ALL: [Metric; 7] = [
+        Metric::L2,
+        Metric::SquaredL2,
+        Metric::L1,
+        Metric::Dot,
+        Metric::Cosine,
+        Metric::Rbf,
+        Metric::Learned,
+    ];
+
+    /// The metrics [`score`] computes from two vectors (all but `Learned`).
+    pub const OF_VECTORS: [Metric; 6] = [
         Metric::L2,
         Metric::SquaredL2,
         Metric::L1,
@@ -44,6 +59,7 @@ impl Metric {
             Metric::Dot => "dot",
             Metric::Cosine => "cosine",
             Metric::Rbf => "rbf",
+            Metric::Learned => "learned",
         }
     }
 
@@ -157,6 +173,13 @@ pub fn score(metric: Metric, x: &[f32], y: &[f32], rbf_sigma: f64) -> Result<f64
         )));
     }
     Ok(match metric {
+        Metric::Learned => {
+            return Err(CoreError::InvalidArgument(
+                "the learned metric is the model's joint head, scored by the model that \
+                 declares it, not from two vectors alone"
+                    .to_owned(),
+            ))
+        }
         Metric::L2 => -l2_distance(x, y),
         Metric::SquaredL2 => -squared_l2_distance(x, y),
         Metric::L1 => -l1_distance(x, y),

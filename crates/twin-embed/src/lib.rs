@@ -5,6 +5,7 @@
 //! - [`runtime`]: the process's one ONNX Runtime environment and where its library is found;
 //! - [`model`]: the model contract checked at load (manifest, sha256, graph shapes);
 //! - [`session`]: execution providers (`auto` / `cuda` / `cpu`) and pool sizing;
+//! - [`joint`]: the manifest's joint head, scoring pairs of embeddings (`Metric::Learned`);
 //! - `batcher`: the dynamic micro-batcher on dedicated session threads;
 //! - [`bench`]: `twin bench embed`.
 //!
@@ -19,6 +20,7 @@ mod batcher;
 pub mod bench;
 pub mod error;
 mod helpers;
+pub mod joint;
 pub mod model;
 mod registry;
 pub mod runtime;
@@ -36,6 +38,7 @@ use twin_core::preprocess::{preprocess_image, ImageLimits, PreprocessError};
 
 pub use batcher::{BatchObserver, BatchRun, BatcherStats};
 pub use error::{EmbedError, EncodedError};
+pub use joint::JointHead;
 pub use model::ModelFiles;
 pub use registry::ModelRegistry;
 pub use session::{ActiveProvider, ModelSession, PoolSize};
@@ -72,6 +75,8 @@ struct Inner {
     batcher: Batcher,
     /// One thread pinned to each core: the express lane and `preprocess_many` run on them.
     helpers: Helpers,
+    /// The manifest's joint head, when it declares one.
+    joint: Option<Arc<JointHead>>,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -134,9 +139,19 @@ impl Embedder {
             tracing::warn!(model = %model.manifest.name, "model is UNTRAINED (development only); its decisions are meaningless");
         }
         let helpers = Helpers::start(Duration::from_micros(config.express_linger_us))?;
+        let joint = match &model.manifest.joint {
+            Some(spec) => Some(Arc::new(JointHead::load(
+                runtime,
+                &model.dir,
+                spec,
+                model.embedding_size(),
+            )?)),
+            None => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 helpers,
+                joint,
                 limits: ImageLimits::from(config),
                 model,
                 provider,
@@ -174,6 +189,33 @@ impl Embedder {
 
     pub fn stats(&self) -> BatcherStats {
         self.inner.batcher.stats()
+    }
+
+    /// The joint head, when the manifest declares one.
+    pub fn joint(&self) -> Option<Arc<JointHead>> {
+        self.inner.joint.clone()
+    }
+
+    /// Scores `a[i]` against `b[i]` with the joint head, on the blocking pool.
+    pub async fn joint_scores(
+        &self,
+        a: Vec<Vec<f32>>,
+        b: Vec<Vec<f32>>,
+    ) -> Result<Vec<f64>, EmbedError> {
+        let joint = self.inner.joint.clone().ok_or_else(|| {
+            EmbedError::InvalidInput(format!(
+                "model {} declares no joint head ([joint] in its manifest), so it has no \
+                 learned metric",
+                self.inner.model.manifest.name
+            ))
+        })?;
+        tokio::task::spawn_blocking(move || {
+            let left: Vec<&[f32]> = a.iter().map(Vec::as_slice).collect();
+            let right: Vec<&[f32]> = b.iter().map(Vec::as_slice).collect();
+            joint.score(&left, &right)
+        })
+        .await
+        .map_err(|e| EmbedError::Inference(format!("the joint head's task failed: {e}")))?
     }
 
     /// Number of f32 values of one preprocessed image (C·H·W).

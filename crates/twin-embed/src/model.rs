@@ -152,7 +152,7 @@ impl ModelFiles {
 }
 
 /// The dimensions of an f32 tensor type (-1 where dynamic), or `None` for other types.
-fn f32_tensor_dims(dtype: &ValueType) -> Option<Vec<i64>> {
+pub(crate) fn f32_tensor_dims(dtype: &ValueType) -> Option<Vec<i64>> {
     match dtype {
         ValueType::Tensor { ty, shape, .. } if *ty == ort::value::TensorElementType::Float32 => {
             Some(shape.iter().copied().collect())

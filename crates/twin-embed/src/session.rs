@@ -220,7 +220,10 @@ impl ModelSession {
 /// runs (measured under `twin bench verify` at concurrency 1 on 2 cores: the worker
 /// thread used 98 % of a core with spinning, 54 % without, the difference being time
 /// the requests' preprocessing waited for).
-fn builder(runtime: &Runtime, intra_threads: usize) -> Result<SessionBuilder, EmbedError> {
+pub(crate) fn builder(
+    runtime: &Runtime,
+    intra_threads: usize,
+) -> Result<SessionBuilder, EmbedError> {
     let session_error = |e: String| EmbedError::Session(e);
     Session::builder(&runtime.environment)
         .map_err(|e| session_error(e.to_string()))?

@@ -399,3 +399,80 @@ fn missing_library_names_the_setup_command() {
     let message = not_found.to_string();
     assert!(message.contains("bash scripts/setup.sh") && message.contains("TWIN_ORT_DYLIB"));
 }
+
+/// signature-v2's joint head scores the embeddings `training/twin_train/joint.py` saved with
+/// PyTorch's scores (`joint.json`) as PyTorch does, and symmetrically.
+#[test]
+fn the_joint_head_scores_as_pytorch_did() {
+    let dir = repo().join("models/signature-v2");
+    let embedder = Embedder::load(&dir, &config(ProviderChoice::Cpu)).expect("signature-v2 loads");
+    let head = embedder
+        .joint()
+        .expect("signature-v2 declares a joint head");
+    let text = std::fs::read_to_string(dir.join("joint.json")).expect("joint.json");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let vectors = |side: &str| -> Vec<Vec<f32>> {
+        report["parity"][side]
+            .as_array()
+            .expect("parity vectors")
+            .iter()
+            .map(|v| {
+                v.as_array()
+                    .expect("a vector")
+                    .iter()
+                    .map(|x| x.as_f64().expect("a number") as f32)
+                    .collect()
+            })
+            .collect()
+    };
+    let (a, b) = (vectors("a"), vectors("b"));
+    let torch: Vec<f64> = report["parity"]["torch"]
+        .as_array()
+        .expect("torch scores")
+        .iter()
+        .map(|x| x.as_f64().expect("a number"))
+        .collect();
+    assert!(!torch.is_empty() && torch.len() == a.len());
+    let left: Vec<&[f32]> = a.iter().map(Vec::as_slice).collect();
+    let right: Vec<&[f32]> = b.iter().map(Vec::as_slice).collect();
+    let rust = head.score(&left, &right).expect("scores");
+    let worst = rust
+        .iter()
+        .zip(&torch)
+        .map(|(r, t)| (r - t).abs())
+        .fold(0.0, f64::max);
+    assert!(worst <= 1e-5, "joint head differs from PyTorch by {worst}");
+    let swapped = head.score(&right, &left).expect("scores");
+    assert!(rust
+        .iter()
+        .zip(&swapped)
+        .all(|(x, y)| (x - y).abs() <= 1e-6));
+    assert!(rust.iter().all(|s| (0.0..=1.0).contains(s)));
+    // A pair of the wrong size is refused, not run.
+    let short = [0.5f32; 3];
+    assert!(head.score(&[&short[..]], &[&short[..]]).is_err());
+}
+
+#[test]
+fn a_joint_head_that_does_not_match_its_manifest_is_refused_at_load() {
+    let source = repo().join("models/signature-v2");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in ["manifest.toml", "model.onnx", "joint.onnx"] {
+        std::fs::copy(source.join(file), dir.path().join(file)).expect("copy");
+    }
+    let manifest = ModelManifest::load(dir.path()).expect("manifest");
+    let mut wrong = manifest.clone();
+    if let Some(joint) = wrong.joint.as_mut() {
+        joint.sha256 = "0".repeat(64);
+    }
+    std::fs::write(dir.path().join("manifest.toml"), wrong.to_toml()).expect("write");
+    let error = load_error(dir.path());
+    assert!(error.contains("joint.sha256"), "{error}");
+    let mut renamed = manifest;
+    if let Some(joint) = renamed.joint.as_mut() {
+        joint.input_a = "left".into();
+    }
+    std::fs::write(dir.path().join("manifest.toml"), renamed.to_toml()).expect("write");
+    let error = load_error(dir.path());
+    assert!(error.contains("no input \"left\""), "{error}");
+}

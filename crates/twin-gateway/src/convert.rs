@@ -18,6 +18,7 @@ pub fn metric_to_proto(metric: Metric) -> pb::Metric {
         Metric::Dot => pb::Metric::Dot,
         Metric::Cosine => pb::Metric::Cosine,
         Metric::Rbf => pb::Metric::Rbf,
+        Metric::Learned => pb::Metric::Learned,
     }
 }
 
@@ -34,6 +35,7 @@ pub fn metric_from_proto(value: i32, native: Metric) -> Result<Metric, ApiError>
             pb::Metric::Dot => Metric::Dot,
             pb::Metric::Cosine => Metric::Cosine,
             pb::Metric::Rbf => Metric::Rbf,
+            pb::Metric::Learned => Metric::Learned,
         },
     )
 }
@@ -169,6 +171,17 @@ pub fn model(embedder: &twin_embed::Embedder) -> pb::Model {
         l2_normalized: m.output.l2_normalized,
         native_metric: metric_to_proto(m.native_metric) as i32,
         operating_points: m.operating_points.iter().map(operating_point).collect(),
+        joint_head: m
+            .joint
+            .as_ref()
+            .map(|j| {
+                if j.description.is_empty() {
+                    j.file.clone()
+                } else {
+                    format!("{}: {}", j.file, j.description)
+                }
+            })
+            .unwrap_or_default(),
         subject_operating_points: m
             .subject_operating_points
             .iter()
@@ -211,13 +224,13 @@ mod tests {
         fn fuzz_enum_fields(metric in any::<i32>(), aggregation_value in any::<i32>(), k in any::<u32>()) {
             match metric_from_proto(metric, Metric::Cosine) {
                 Ok(m) => {
-                    prop_assert!((0..=6).contains(&metric));
+                    prop_assert!((0..=7).contains(&metric));
                     if metric != 0 {
                         prop_assert_eq!(metric_to_proto(m) as i32, metric);
                     }
                 }
                 Err(e) => {
-                    prop_assert!(!(0..=6).contains(&metric));
+                    prop_assert!(!(0..=7).contains(&metric));
                     prop_assert_eq!(e.code(), tonic::Code::InvalidArgument);
                     prop_assert!(!e.to_string().is_empty());
                 }

@@ -355,7 +355,7 @@ fn model(manifest: &ModelManifest) -> impl Strategy<Value = String> {
 }
 
 fn metric() -> impl Strategy<Value = i32> {
-    prop_oneof![9 => 0i32..=6, 1 => any::<i32>()]
+    prop_oneof![9 => 0i32..=7, 1 => any::<i32>()]
 }
 
 fn metric_of(value: i32, native: Metric) -> Option<Metric> {
@@ -367,6 +367,7 @@ fn metric_of(value: i32, native: Metric) -> Option<Metric> {
         4 => Metric::Dot,
         5 => Metric::Cosine,
         6 => Metric::Rbf,
+        7 => Metric::Learned,
         _ => return None,
     })
 }
@@ -551,6 +552,11 @@ impl Oracle {
             None => self.fail_if(true, Code::InvalidArgument, "unknown metric"),
             Some(m) => {
                 self.fail_if(
+                    m == Metric::Learned && manifest.joint.is_none(),
+                    Code::InvalidArgument,
+                    "no joint head",
+                );
+                self.fail_if(
                     !threshold_ok(manifest, m, policy),
                     Code::InvalidArgument,
                     "no threshold",
@@ -574,6 +580,11 @@ impl Oracle {
         match metric_of(metric, manifest.native_metric) {
             None => self.fail_if(true, Code::InvalidArgument, "unknown metric"),
             Some(m) => {
+                self.fail_if(
+                    m == Metric::Learned && manifest.joint.is_none(),
+                    Code::InvalidArgument,
+                    "no joint head",
+                );
                 let choice_ok = wanted(choice_of(policy), manifest.default_target_far).is_ok();
                 self.fail_if(!choice_ok, Code::InvalidArgument, "bad policy");
                 if let Some((aggregation, references)) = enrolled {

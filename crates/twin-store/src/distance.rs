@@ -26,6 +26,12 @@ impl IndexDistance {
             Metric::Dot => Ok(Self::Dot),
             Metric::L2 => Ok(Self::Euclid),
             Metric::L1 => Ok(Self::Manhattan),
+            Metric::Learned => Err(StoreError::InvalidArgument(
+                "the learned metric scores pairs with the model's joint head and cannot index a \
+                 collection: keep a vector metric as native_metric and score learned pairs \
+                 from the stored vectors"
+                    .to_owned(),
+            )),
             Metric::SquaredL2 | Metric::Rbf => Err(StoreError::InvalidArgument(format!(
                 "metric {metric} cannot index a collection (Qdrant indexes cosine, dot, l2 and \
                  l1): declare native_metric = \"l2\" in the model manifest, which ranks \

@@ -3,7 +3,8 @@
 //! and writes them into `M/manifest.toml` as its operating points, everything else kept.
 //! With `--references 1,3,5,10` it calibrates the subject-level points instead (simulated
 //! enrolment, one point per reference count, aggregation and target FAR; the pairwise
-//! points stay as they are).
+//! points stay as they are). `--per-collection` calibrates a folder of several collections
+//! so that the mean of their FARs meets each target (`threshold_for_mean_far`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 use twin_core::decision::{far_name, OperatingPoint, SubjectOperatingPoint};
-use twin_core::evaluation::{far_frr, threshold_at_far};
+use twin_core::evaluation::{far_frr, threshold_for_mean_far, Rates};
 use twin_core::manifest::{ModelManifest, MANIFEST_FILE};
 use twin_core::metric::DEFAULT_RBF_SIGMA;
 
@@ -50,6 +51,10 @@ pub struct CalibrateArgs {
     /// Print the thresholds without changing the manifest.
     #[arg(long)]
     pub dry_run: bool,
+    /// The metric calibrated (default: the model's native one); `learned` for a model with
+    /// a joint head. The points of other metrics stay.
+    #[arg(long)]
+    pub metric: Option<twin_core::Metric>,
     #[command(flatten)]
     pub enrolment: EnrolmentArgs,
 }
@@ -75,7 +80,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let listed = Listed::read(&args.folder)?;
     let embedder = load_model(&args.model, args.folder.config.as_deref())?;
     let manifest = embedder.manifest().clone();
-    let metric = manifest.native_metric;
+    let metric = args.metric.unwrap_or(manifest.native_metric);
     let scored = Scored::compute(&args.folder, listed, &embedder, metric, DEFAULT_RBF_SIGMA)?;
     drop(embedder);
     let negatives = match args.negatives {
@@ -109,17 +114,52 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     if args.enrolment.wanted() {
         return run_subject_level(&args, &manifest, &scored, &targets, &calibrated_on, started);
     }
+    // (positives, negatives) per collection under --per-collection, else the whole folder.
+    let groups: Vec<(Vec<f64>, Vec<f64>)> = if args.enrolment.per_collection {
+        scored
+            .by_collection(args.folder.random())?
+            .into_iter()
+            .map(|c| {
+                let negatives = match args.negatives {
+                    Negatives::Skilled => c.skilled,
+                    Negatives::Random => c.random,
+                };
+                if c.positive.is_empty() || negatives.is_empty() {
+                    anyhow::bail!(
+                        "collection {:?} has no genuine or no {} forgery pairs to calibrate on",
+                        c.name,
+                        args.negatives.name()
+                    );
+                }
+                Ok((c.positive, negatives))
+            })
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        vec![(scored.positive.clone(), negatives.clone())]
+    };
+    let mean = |rate: &dyn Fn(&Rates) -> f64, threshold: f64| -> anyhow::Result<f64> {
+        let mut sum = 0.0;
+        for (positive, negative) in &groups {
+            sum += rate(&far_frr(positive, negative, threshold)?);
+        }
+        Ok(sum / groups.len() as f64)
+    };
+    let calibrated_on = if groups.len() > 1 {
+        format!("{calibrated_on}, mean FAR of the collections")
+    } else {
+        calibrated_on
+    };
     let mut points = Vec::with_capacity(targets.len());
     for &target in &targets {
-        let threshold = threshold_at_far(negatives, target)?;
-        let rates = far_frr(&scored.positive, negatives, threshold)?;
+        let negatives: Vec<&[f64]> = groups.iter().map(|(_, n)| n.as_slice()).collect();
+        let threshold = threshold_for_mean_far(&negatives, target)?;
         points.push(OperatingPoint {
             name: far_name(target),
             metric,
             target_far: target,
             threshold,
-            measured_far: rates.far,
-            measured_frr: rates.frr,
+            measured_far: mean(&|r| r.far, threshold)?,
+            measured_frr: mean(&|r| r.frr, threshold)?,
             calibrated_on: calibrated_on.clone(),
         });
     }
@@ -241,7 +281,7 @@ fn run_subject_level(
              (twin eval --references reports the random-forgery FAR at each point)"
         );
     }
-    let metric = manifest.native_metric;
+    let metric = args.metric.unwrap_or(manifest.native_metric);
     let simulated = subject_level::simulate_all(scored, &args.enrolment, args.folder.seed)?;
     let mut points = Vec::new();
     for s in &simulated {

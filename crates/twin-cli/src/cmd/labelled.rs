@@ -351,8 +351,101 @@ pub struct Scored {
     pub samples: Vec<(String, SampleKind)>,
     pub vectors: Vec<Vec<f32>>,
     /// How the pairs were scored.
-    pub metric: Metric,
-    pub rbf_sigma: f64,
+    pub scorer: PairScorer,
+}
+
+/// The collection of a subject in a folder of several (`--per-collection`): its name up to
+/// the first `-` (`bhsig-051` → `bhsig`).
+pub fn collection_of(subject: &str) -> &str {
+    subject
+        .split_once('-')
+        .map_or(subject, |(collection, _)| collection)
+}
+
+/// One collection's pair scores (pairs never cross collections).
+#[derive(Debug)]
+pub struct CollectionPairs {
+    pub name: String,
+    pub positive: Vec<f64>,
+    pub skilled: Vec<f64>,
+    pub random: Vec<f64>,
+}
+
+impl Scored {
+    /// The folder's pairs scored collection by collection.
+    pub fn by_collection(&self, random: RandomPairs) -> anyhow::Result<Vec<CollectionPairs>> {
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, (subject, _)) in self.samples.iter().enumerate() {
+            groups.entry(collection_of(subject)).or_default().push(i);
+        }
+        groups
+            .into_iter()
+            .map(|(name, members)| {
+                let labels: Vec<(&str, SampleKind)> = members
+                    .iter()
+                    .map(|&i| (self.samples[i].0.as_str(), self.samples[i].1))
+                    .collect();
+                let pairs = build_pairs(&labels, random);
+                let global = |p: &[[usize; 2]]| -> Vec<[usize; 2]> {
+                    p.iter().map(|&[a, b]| [members[a], members[b]]).collect()
+                };
+                Ok(CollectionPairs {
+                    name: name.to_owned(),
+                    positive: self.scorer.score(&self.vectors, &global(&pairs.positive))?,
+                    skilled: self.scorer.score(&self.vectors, &global(&pairs.skilled))?,
+                    random: self.scorer.score(&self.vectors, &global(&pairs.random))?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// How a pair of embedded images is scored: a vector formula, or the model's joint head
+/// (`Metric::Learned`), which takes many pairs per run.
+#[derive(Debug, Clone)]
+pub enum PairScorer {
+    Formula { metric: Metric, rbf_sigma: f64 },
+    Joint(std::sync::Arc<twin_embed::JointHead>),
+}
+
+/// Pairs per joint-head run.
+const JOINT_CHUNK: usize = 65_536;
+
+impl PairScorer {
+    pub fn new(embedder: &Embedder, metric: Metric, rbf_sigma: f64) -> anyhow::Result<Self> {
+        if metric != Metric::Learned {
+            return Ok(Self::Formula { metric, rbf_sigma });
+        }
+        embedder.joint().map(Self::Joint).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--metric learned needs the model's joint head, and model {} declares none \
+                 ([joint] in its manifest)",
+                embedder.manifest().name
+            )
+        })
+    }
+
+    /// The scores of `pairs` (indices into `vectors`).
+    pub fn score(&self, vectors: &[Vec<f32>], pairs: &[[usize; 2]]) -> anyhow::Result<Vec<f64>> {
+        match self {
+            Self::Formula { metric, rbf_sigma } => pairs
+                .iter()
+                .map(|&[a, b]| score(*metric, &vectors[a], &vectors[b], *rbf_sigma))
+                .collect::<Result<_, _>>()
+                .context("scoring pairs"),
+            Self::Joint(head) => {
+                let mut out = Vec::with_capacity(pairs.len());
+                for chunk in pairs.chunks(JOINT_CHUNK) {
+                    let left: Vec<&[f32]> =
+                        chunk.iter().map(|p| vectors[p[0]].as_slice()).collect();
+                    let right: Vec<&[f32]> =
+                        chunk.iter().map(|p| vectors[p[1]].as_slice()).collect();
+                    out.extend(head.score(&left, &right).context("the joint head")?);
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// A labelled folder read, not embedded yet (read first, so a wrong folder fails before
@@ -425,13 +518,9 @@ impl Scored {
             .collect();
         let random = args.random();
         let pairs = build_pairs(&labels, random);
-        let score_all = |pairs: &[[usize; 2]]| -> anyhow::Result<Vec<f64>> {
-            pairs
-                .iter()
-                .map(|&[a, b]| score(metric, &embedded[a].1, &embedded[b].1, rbf_sigma))
-                .collect::<Result<_, _>>()
-                .context("scoring pairs")
-        };
+        let scorer = PairScorer::new(embedder, metric, rbf_sigma)?;
+        let vectors: Vec<Vec<f32>> = embedded.iter().map(|(_, v)| v.clone()).collect();
+        let score_all = |pairs: &[[usize; 2]]| scorer.score(&vectors, pairs);
         let genuine = labels
             .iter()
             .filter(|(_, kind)| *kind == SampleKind::Genuine)
@@ -447,7 +536,6 @@ impl Scored {
             .iter()
             .map(|(subject, kind)| ((*subject).to_owned(), *kind))
             .collect();
-        let vectors = embedded.into_iter().map(|(_, vector)| vector).collect();
         Ok(Self {
             dir: args.dir.clone(),
             files,
@@ -466,8 +554,7 @@ impl Scored {
             skipped,
             samples,
             vectors,
-            metric,
-            rbf_sigma,
+            scorer,
         })
     }
 

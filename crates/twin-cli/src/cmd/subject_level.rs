@@ -9,7 +9,9 @@ use twin_core::evaluation::enrolment::{simulate, Enrolment, SubjectScores};
 use twin_core::evaluation::{far_frr, figures, threshold_for_mean_far, EvaluationError, Figures};
 use twin_core::metric::score;
 
-use super::labelled::Scored;
+use twin_core::error::CoreError;
+
+use super::labelled::{collection_of, PairScorer, Scored};
 use super::plot::percent;
 
 /// How enrolment is simulated; flattened into `eval` and `calibrate`.
@@ -30,9 +32,9 @@ pub struct EnrolmentArgs {
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub random_probes: usize,
     /// The folder holds several collections, told by the subject's name up to its first `-`
-    /// (`bhsig-051`, `icdar-013`): each is simulated on its own (random probes from the same
-    /// collection) and each threshold holds the *mean* of the collections' FARs, so a large
-    /// collection cannot hide a small one's false accepts.
+    /// (`bhsig-051`, `icdar-013`): each is paired or simulated on its own (random pairs and
+    /// probes from the same collection) and each threshold holds the *mean* of the
+    /// collections' FARs, so a large collection cannot hide a small one's false accepts.
     #[arg(long)]
     pub per_collection: bool,
 }
@@ -65,13 +67,6 @@ pub struct Simulated {
     pub scores: SubjectScores,
     /// Each collection's own (one entry, named "", without --per-collection).
     pub collections: Vec<(String, SubjectScores)>,
-}
-
-/// The collection of a subject under --per-collection: its name up to the first `-`.
-fn collection_of(subject: &str) -> &str {
-    subject
-        .split_once('-')
-        .map_or(subject, |(collection, _)| collection)
 }
 
 impl Simulated {
@@ -114,14 +109,10 @@ pub fn simulate_all(
             let mut pooled = SubjectScores::default();
             for (&name, members) in &groups {
                 let samples: Vec<_> = members.iter().map(|&i| scored.samples[i].clone()).collect();
-                let score_of = |a: usize, b: usize| {
-                    score(
-                        scored.metric,
-                        &scored.vectors[members[a]],
-                        &scored.vectors[members[b]],
-                        scored.rbf_sigma,
-                    )
-                };
+                let vectors: Vec<Vec<f32>> =
+                    members.iter().map(|&i| scored.vectors[i].clone()).collect();
+                let table = ScoreTable::new(&scored.scorer, &vectors)?;
+                let score_of = |a: usize, b: usize| table.score(&vectors, a, b);
                 let scores = simulate(&samples, score_of, aggregation, plan)
                     .with_context(|| format!("simulating {}", aggregation.describe(references)))?;
                 if scores.subjects == 0 {
@@ -154,6 +145,53 @@ pub fn simulate_all(
         }
     }
     Ok(out)
+}
+
+/// Pair scores for the simulation: a vector formula computed on demand, or, for the joint
+/// head (one ONNX run per call), every pair of the collection scored up front in large runs.
+enum ScoreTable {
+    Formula {
+        metric: twin_core::Metric,
+        rbf_sigma: f64,
+    },
+    Joint {
+        count: usize,
+        scores: Vec<f64>,
+    },
+}
+
+impl ScoreTable {
+    fn new(scorer: &PairScorer, vectors: &[Vec<f32>]) -> anyhow::Result<Self> {
+        match scorer {
+            PairScorer::Formula { metric, rbf_sigma } => Ok(Self::Formula {
+                metric: *metric,
+                rbf_sigma: *rbf_sigma,
+            }),
+            PairScorer::Joint(_) => {
+                let count = vectors.len();
+                let pairs: Vec<[usize; 2]> = (0..count)
+                    .flat_map(|a| (a + 1..count).map(move |b| [a, b]))
+                    .collect();
+                let upper = scorer.score(vectors, &pairs)?;
+                let mut scores = vec![0.0; count * count];
+                for ([a, b], s) in pairs.into_iter().zip(upper) {
+                    // The head sees |a - b| and a * b, so it is symmetric by construction.
+                    scores[a * count + b] = s;
+                    scores[b * count + a] = s;
+                }
+                Ok(Self::Joint { count, scores })
+            }
+        }
+    }
+
+    fn score(&self, vectors: &[Vec<f32>], a: usize, b: usize) -> Result<f64, CoreError> {
+        match self {
+            Self::Formula { metric, rbf_sigma } => {
+                score(*metric, &vectors[a], &vectors[b], *rbf_sigma)
+            }
+            Self::Joint { count, scores } => Ok(scores[a * count + b]),
+        }
+    }
 }
 
 /// The subject-level operating points of one simulation, one per target FAR, calibrated on

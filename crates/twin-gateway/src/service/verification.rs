@@ -2,10 +2,12 @@
 
 use tonic::{Request, Response, Status};
 use twin_core::decision::{
-    aggregate, decide, resolve_subject_threshold, resolve_threshold, scores_among, wanted,
+    aggregate, decide, pairs_among, resolve_subject_threshold, resolve_threshold, wanted,
 };
 use twin_core::metric::score;
 use twin_core::subject::validate_subject_id;
+use twin_core::Metric;
+use twin_embed::Embedder;
 use twin_proto::v1 as pb;
 use twin_proto::v1::verification_server::Verification;
 
@@ -36,6 +38,7 @@ impl Verification for VerificationService {
         let manifest = model.manifest();
         let metric = metric_from_proto(r.metric, manifest.native_metric)?;
         let sigma = rbf_sigma(r.rbf_sigma, metric)?;
+        check_learned(model, metric)?;
         let threshold = resolve_threshold(
             &manifest.operating_points,
             metric,
@@ -45,7 +48,7 @@ impl Verification for VerificationService {
         .map_err(ApiError::from)?;
         // Both images in one job: one ONNX run per pair, no wait for a batch-mate.
         let [a, b] = embed_fields(model, [("a", r.a), ("b", r.b)]).await?;
-        let score = score(metric, &a, &b, sigma).map_err(ApiError::from)?;
+        let score = score_pairs(model, metric, sigma, &[(&a, &b)]).await?[0];
         let matched = decide(score, threshold.threshold);
         tracing::debug!(request_id, model = %manifest.name, metric = %metric, score, threshold = threshold.threshold, matched, "verify");
         Ok(Response::new(pb::VerifyResponse {
@@ -73,6 +76,7 @@ impl Verification for VerificationService {
         let manifest = model.manifest();
         let metric = metric_from_proto(r.metric, manifest.native_metric)?;
         let sigma = rbf_sigma(r.rbf_sigma, metric)?;
+        check_learned(model, metric)?;
         let aggregation = aggregation(r.aggregation, r.k)?;
         let choice = threshold_choice(r.policy.as_ref());
         // A bad policy is refused before any embedding; the point itself depends on the
@@ -131,13 +135,17 @@ impl Verification for VerificationService {
             })
             .collect::<Result<Vec<&[f32]>, ApiError>>()?;
         let among = if aggregation.needs_scores_among_references() {
-            scores_among(&vectors, |a, b| score(metric, a, b, sigma)).map_err(ApiError::from)?
+            let pairs: Vec<(&[f32], &[f32])> = pairs_among(vectors.len())
+                .map(|(i, j)| (vectors[i], vectors[j]))
+                .collect();
+            score_pairs(model, metric, sigma, &pairs).await?
         } else {
             Vec::new()
         };
+        let probe_pairs: Vec<(&[f32], &[f32])> = vectors.iter().map(|v| (&probe[..], *v)).collect();
+        let probe_scores = score_pairs(model, metric, sigma, &probe_pairs).await?;
         let mut per_reference = Vec::with_capacity(references.len());
-        for (reference, vector) in references.iter().zip(&vectors) {
-            let s = score(metric, &probe, vector, sigma).map_err(ApiError::from)?;
+        for (reference, s) in references.iter().zip(probe_scores) {
             per_reference.push(pb::ReferenceScore {
                 point_id: reference.id.to_string(),
                 score: s,
@@ -165,4 +173,35 @@ impl Verification for VerificationService {
             })),
         }))
     }
+}
+
+/// Refuses the learned metric, before any work, for a model without a joint head.
+fn check_learned(model: &Embedder, metric: Metric) -> Result<(), ApiError> {
+    if metric == Metric::Learned && model.joint().is_none() {
+        return Err(ApiError::InvalidArgument(format!(
+            "metric learned needs the model's joint head, and model {} declares none ([joint] \
+             in its manifest); use a vector metric such as {}",
+            model.manifest().name,
+            model.manifest().native_metric
+        )));
+    }
+    Ok(())
+}
+
+/// The scores of `pairs` under `metric`: the model's joint head in one run for `Learned`,
+/// the vector formula otherwise.
+async fn score_pairs(
+    model: &Embedder,
+    metric: Metric,
+    sigma: f64,
+    pairs: &[(&[f32], &[f32])],
+) -> Result<Vec<f64>, ApiError> {
+    if metric == Metric::Learned {
+        let (a, b) = pairs.iter().map(|(a, b)| (a.to_vec(), b.to_vec())).unzip();
+        return model.joint_scores(a, b).await.map_err(ApiError::Embed);
+    }
+    pairs
+        .iter()
+        .map(|(a, b)| score(metric, a, b, sigma).map_err(ApiError::from))
+        .collect()
 }
