@@ -207,8 +207,15 @@ v2_subjects() {
     --out "$WORK/subject-level/val-report"
   "$twin" eval "$test" --model "$V2_MODEL" --references "$V2_REFERENCES" --per-collection \
     --out "$WORK/subject-level/test-report"
+  # the same with the learned head (v2-joint), for the comparison on the card
+  "$twin" eval "$val" --model "$V2_MODEL" --metric learned --references "$V2_REFERENCES" --per-collection \
+    --out "$WORK/subject-level/val-learned"
+  "$twin" eval "$test" --model "$V2_MODEL" --metric learned --references "$V2_REFERENCES" --per-collection \
+    --out "$WORK/subject-level/test-learned"
   "$PY" -m twin_train.card_v2 subject-figures --model "$V2_MODEL" \
-    --validation "$WORK/subject-level/val-report/report.json" --test "$WORK/subject-level/test-report/report.json"
+    --validation "$WORK/subject-level/val-report/report.json" --test "$WORK/subject-level/test-report/report.json" \
+    --learned-validation "$WORK/subject-level/val-learned/report.json" \
+    --learned-test "$WORK/subject-level/test-learned/report.json"
 }
 
 # The seed's joint layers: a learned similarity head trained on the frozen branch's embeddings

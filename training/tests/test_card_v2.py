@@ -37,6 +37,11 @@ def test_card_shows_every_test_figure_and_its_target(tmp_path):
             verdict = "met" if eer <= target else "not met"
             assert f"| {pct(eer)} | ≤ {pct(target)} | {verdict} |" in card
     assert "signature-v1 | signature-v2" in card and "{" not in card
+    joint = json.loads((model / "joint.json").read_text())
+    chosen = next(c for c in joint["candidates"] if c["hidden"] == joint["chosen_hidden"])
+    row = (f"| test bhsig | {pct(joint['cosine']['test']['bhsig']['skilled_eer'])} | "
+           f"{pct(chosen['test']['bhsig']['skilled_eer'])} |")
+    assert "## Joint layers" in card and row in card
 
 
 def test_subject_section_files_twins_figures_and_judges_them_against_issue_20(tmp_path):

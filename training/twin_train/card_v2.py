@@ -83,6 +83,8 @@ EER is threshold-free.
 
 {subjects}
 
+{joint}
+
 ## Limits
 
 - Trained on 88 real writers of two scripts (Bengali, Latin/Dutch){synth_limit};
@@ -183,15 +185,72 @@ def _v1_rows(report: dict, v1_manifest: Path) -> str:
 SUBJECT_TARGETS = {"eer": 0.05, "frr_at_1pct": 0.15, "random_far_at_1pct": 0.005}  # issue 20, BHSig test, 5 refs
 
 
-def subject_figures(validation: Path, test: Path) -> dict:
-    """The subject-level part of two `twin eval --references` reports."""
+def subject_figures(validation: Path, test: Path, learned_validation: Path | None = None,
+                    learned_test: Path | None = None) -> dict:
+    """The subject-level part of `twin eval --references` reports: the native metric's on
+    validation and test writers, and optionally the learned head's (under "learned")."""
     out = {}
     for split, path in (("validation", validation), ("test", test)):
         report = json.loads(Path(path).read_text())
         level = report["subject_level"]
         out[split] = level["decisions"]
         out["plan"] = {k: level[k] for k in ("draws", "random_probes", "seed")}
+    if learned_validation and learned_test:
+        out["learned"] = {split: json.loads(Path(path).read_text())["subject_level"]["decisions"]
+                          for split, path in (("validation", learned_validation), ("test", learned_test))}
     return out
+
+
+def _mean_skilled_eer(decisions: list[dict]) -> dict:
+    """(aggregation, references) -> the mean of the collections' skilled EERs."""
+    by = {}
+    for d in decisions:
+        by.setdefault((d["aggregation"], d["references"]), []).append(d["skilled"]["eer"])
+    return {k: sum(v) / len(v) for k, v in by.items()}
+
+
+def _joint(model: Path, subjects: dict | None) -> str:
+    path = model / "joint.json"
+    if not path.is_file():
+        return "## Joint layers\n\nNot trained: run `training/run.sh v2-joint`."
+    r = json.loads(path.read_text())
+    chosen = next(c for c in r["candidates"] if c["hidden"] == r["chosen_hidden"])
+    lines = [
+        "## Joint layers (the learned metric)",
+        "",
+        "A learned similarity head over the two branches' outputs (`joint.onnx`, declared by the manifest's "
+        "`[joint]`; requests choose it with `METRIC_LEARNED`): |a − b| and a ⊙ b into "
+        + ("one linear layer (Koch et al.'s weighted distance, with the product beside it)" if not chosen["hidden"]
+           else f"an MLP with {chosen['hidden']} hidden units")
+        + " and a sigmoid, trained with binary cross-entropy on the training writers' pairs of the frozen "
+        "branch's embeddings (written by twin itself), the epoch and the size "
+        f"({', '.join(str(c['hidden']) for c in r['candidates'])} hidden units tried) chosen on the validation "
+        "writers. It scores stored vectors, so enrolled references need no re-embedding; twin-embed's score "
+        "equals PyTorch's within 1e-5 (`cargo test` on `joint.json`'s samples).",
+        "",
+        "| pairs | cosine skilled EER | learned skilled EER | cosine random EER | learned random EER |",
+        "|---|---|---|---|---|",
+    ]
+    for split, name in (("val", "validation"), ("test", "test")):
+        for ds in sorted(r["cosine"][split]):
+            c, j = r["cosine"][split][ds], chosen[split][ds]
+            lines.append(f"| {name} {ds} | {pct(c['skilled_eer'])} | {pct(j['skilled_eer'])} | "
+                         f"{pct(c['random_eer'])} | {pct(j['random_eer'])} |")
+    if subjects and subjects.get("learned"):
+        cos = _mean_skilled_eer(subjects["validation"])
+        lea = _mean_skilled_eer(subjects["learned"]["validation"])
+        lines += ["", "Subject level, validation writers (mean of the two collections' skilled EERs):", "",
+                  "| decision | cosine | learned |", "|---|---|---|"]
+        for key in sorted(set(cos) & set(lea), key=lambda k: (k[1], k[0])):
+            label = {"adapted": "adapted mean"}.get(key[0], key[0])
+            lines.append(f"| {label} of {key[1]} | {pct(cos[key])} | {pct(lea[key])} |")
+    lines += ["", "**Cosine stays the default metric.** The head's gain on pairs is small "
+              f"({pct(chosen['val_mean_skilled_eer'])} against {pct(r['cosine']['val_mean_skilled_eer'])} "
+              "mean validation skilled EER) and its random-forgery EER is higher; at subject level the best "
+              "decision at every reference count on the validation writers is the writer-adapted cosine score; "
+              "and cosine is what the vector store indexes for search. The learned metric has its own "
+              "calibrated points (pairwise and per subject)."]
+    return "\n".join(lines)
 
 
 def _subjects(figures: dict | None) -> str:
@@ -283,9 +342,12 @@ def main(argv=None):
         p.add_argument("--model", required=True)
         p.add_argument("--validation", required=True)
         p.add_argument("--test", required=True)
+        p.add_argument("--learned-validation")
+        p.add_argument("--learned-test")
         args = p.parse_args(argv[1:])
         out = Path(args.model) / "subject_evaluation.json"
-        out.write_text(json.dumps(subject_figures(Path(args.validation), Path(args.test)), indent=1) + "\n")
+        figures = subject_figures(Path(args.validation), Path(args.test), args.learned_validation, args.learned_test)
+        out.write_text(json.dumps(figures, indent=1) + "\n")
         print(f"wrote {out}")
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -309,7 +371,7 @@ def main(argv=None):
     subject_file = model / "subject_evaluation.json"
     subjects = json.loads(subject_file.read_text()) if subject_file.is_file() else None
     text = TEMPLATE.format(
-        subjects=_subjects(subjects),
+        subjects=_subjects(subjects), joint=_joint(model, subjects),
         name=m["name"], version=m["version"], contract=contract(m), dim=m["output"]["embedding_size"], recipe=_recipe(exp),
         icdar_val=len(splits.ICDAR_VAL), icdar_test=len(splits.ICDAR_TEST), icdar_test_list=",".join(splits.ICDAR_TEST),
         synth=args.synth_writers,
