@@ -210,12 +210,13 @@ is tested before the trained model (`models/signature-v1`, training/) exists.
   random-stroke images drawn directly at {h}×{w} (not through twin's preprocessing):
   {writers} curves × {samples} jittered samples each, genuine = same curve. They give tests a
   calibrated threshold to work with; they say nothing about real signatures.
-- Subject-level operating points (`VerifySubject`: best and mean of 1, 3 and 5 references)
-  are added afterwards by twin's own calibration, on `twin synth` images:
-  `twin synth --out /tmp/devsynth --writers 30 --genuine 8 --forgeries 4 --seed 11 &&
-  twin calibrate /tmp/devsynth --model models/signature-dev --references 1,3,5
-  --calibrated-on "twin synth --writers 30 --genuine 8 --forgeries 4 --seed 11 (synthetic; for
-  tests only, meaningless for real signatures)"`. Just as meaningless; tests need them.
+- Subject-level operating points (`VerifySubject`: best, mean and adapted over 1, 3 and 5
+  references, cosine and l2) are added afterwards by twin's own calibration, on `twin synth`
+  images: `twin synth --out /tmp/devsynth --writers 30 --genuine 8 --forgeries 4 --seed 11`, then
+  for METRIC in cosine and l2 `twin calibrate /tmp/devsynth --model models/signature-dev
+  --references 1,3,5 --metric METRIC --calibrated-on "twin synth --writers 30 --genuine 8
+  --forgeries 4 --seed 11 (synthetic; for tests only, meaningless for real signatures)"`. Just
+  as meaningless; tests need them.
 - Preprocessing: Otsu binarization, crop to ink with 5 % margin, identity normalization.
 
 The model contract (every manifest field) is documented in `models/README.md`.

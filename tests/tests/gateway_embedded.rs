@@ -756,8 +756,8 @@ async fn verify_subject_runs_at_the_point_of_its_aggregation_and_reference_count
     let threshold_of = |name: &str| {
         points
             .iter()
-            .find(|p| p.name == name)
-            .unwrap_or_else(|| panic!("the dev model has no point {name:?}: {points:?}"))
+            .find(|p| p.name == name && p.metric == pb::Metric::Cosine as i32)
+            .unwrap_or_else(|| panic!("the dev model has no cosine point {name:?}: {points:?}"))
             .threshold
     };
     let pairwise = listed.models[0]

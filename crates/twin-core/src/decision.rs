@@ -320,7 +320,8 @@ pub struct SubjectOperatingPoint {
     pub target_far: f64,
     /// Match when the aggregated score `>= threshold`.
     pub threshold: f64,
-    /// Skilled-forgery FAR measured at `threshold` on the calibration data.
+    /// FAR measured at `threshold` on the calibration negatives: skilled forgeries, or
+    /// other subjects' genuine samples for data without forgeries (`calibrated_on` says).
     #[serde(default)]
     pub measured_far: f64,
     /// FRR measured at `threshold` on the calibration data.

@@ -138,7 +138,10 @@ pub fn cosine(x: &[f32], y: &[f32]) -> f64 {
 
 /// RBF kernel exp(−‖x − y‖² / σ²).
 pub fn rbf(x: &[f32], y: &[f32], sigma: f64) -> f64 {
-    (-squared_l2_distance(x, y) / (sigma * sigma)).exp()
+    // (‖x − y‖ / σ)², not ‖x − y‖² / σ²: σ² underflows to 0 for a tiny σ, and 0 / 0 would
+    // make an image's score against itself NaN (found by the gateway's fuzz test).
+    let ratio = l2_distance(x, y) / sigma;
+    (-(ratio * ratio)).exp()
 }
 
 /// Scales `x` to unit L2 norm in place; a zero vector is left as it is.

@@ -116,3 +116,15 @@ fn mismatched_lengths_and_bad_sigma_are_errors() {
     assert!(score(Metric::Rbf, &[1.0], &[1.0], 0.0).is_err());
     assert!(score(Metric::Rbf, &[1.0], &[1.0], f64::NAN).is_err());
 }
+
+#[test]
+fn rbf_of_identical_vectors_is_one_for_any_positive_sigma() {
+    let x = [0.25f32, -0.5, 1.0];
+    for sigma in [f64::MIN_POSITIVE, 1e-300, 1e-10, 1.0, 1e300, f64::MAX] {
+        let s = score(Metric::Rbf, &x, &x, sigma).expect("valid sigma");
+        assert_eq!(s, 1.0, "sigma {sigma}");
+        let y = [0.0f32, 0.0, 0.0];
+        let t = score(Metric::Rbf, &x, &y, sigma).expect("valid sigma");
+        assert!((0.0..=1.0).contains(&t), "sigma {sigma}: {t}");
+    }
+}

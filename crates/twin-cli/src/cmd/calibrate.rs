@@ -275,17 +275,17 @@ fn run_subject_level(
     calibrated_on: &str,
     started: Instant,
 ) -> anyhow::Result<()> {
-    if args.negatives != Negatives::Skilled {
-        anyhow::bail!(
-            "subject-level points are calibrated on skilled forgeries; drop --negatives random \
-             (twin eval --references reports the random-forgery FAR at each point)"
-        );
-    }
     let metric = args.metric.unwrap_or(manifest.native_metric);
     let simulated = subject_level::simulate_all(scored, &args.enrolment, args.folder.seed)?;
     let mut points = Vec::new();
     for s in &simulated {
-        points.extend(subject_level::calibrate(s, targets, calibrated_on, metric)?);
+        points.extend(subject_level::calibrate(
+            s,
+            targets,
+            calibrated_on,
+            metric,
+            args.negatives == Negatives::Random,
+        )?);
     }
     let covers_default = points
         .iter()
@@ -326,9 +326,10 @@ fn run_subject_level(
         return Ok(());
     }
     println!(
-        "twin calibrate {} --references: model {}, metric {metric}, genuine vs skilled forgeries",
+        "twin calibrate {} --references: model {}, metric {metric}, genuine vs {} forgeries",
         scored.dir.display(),
-        manifest.name
+        manifest.name,
+        args.negatives.name()
     );
     print!("{}", scored.summary());
     println!();

@@ -201,28 +201,44 @@ pub fn calibrate(
     targets: &[f64],
     calibrated_on: &str,
     metric: twin_core::Metric,
+    on_random: bool,
 ) -> anyhow::Result<Vec<SubjectOperatingPoint>> {
-    let s = &simulated.scores;
-    if s.skilled.is_empty() || s.genuine.is_empty() {
-        anyhow::bail!(
-            "cannot calibrate {}: {} genuine and {} skilled-forgery probes (subjects need \
-             forgeries)",
-            simulated.label(),
-            s.genuine.len(),
-            s.skilled.len()
-        );
-    }
+    // The negatives the FAR is held on: skilled forgeries, or (faces, characters: data
+    // without forgeries) other subjects' genuine samples.
+    let negatives = |c: &SubjectScores| -> Vec<f64> {
+        if on_random {
+            c.random.clone()
+        } else {
+            c.skilled.clone()
+        }
+    };
+    let what = if on_random {
+        "random-forgery"
+    } else {
+        "skilled-forgery"
+    };
     let parts: Vec<&SubjectScores> = simulated.collections.iter().map(|(_, s)| s).collect();
     if let Some((name, _)) = simulated
         .collections
         .iter()
-        .find(|(_, c)| c.skilled.is_empty() || c.genuine.is_empty())
+        .find(|(_, c)| negatives(c).is_empty() || c.genuine.is_empty())
     {
         anyhow::bail!(
-            "cannot calibrate {}: collection {name:?} has no skilled-forgery or no genuine probes",
-            simulated.label()
+            "cannot calibrate {}: {} has no {what} or no genuine probes{}",
+            simulated.label(),
+            if name.is_empty() {
+                "the folder".to_owned()
+            } else {
+                format!("collection {name:?}")
+            },
+            if on_random {
+                " (random probes need two or more subjects)"
+            } else {
+                " (subjects need forgeries; --negatives random calibrates on other subjects)"
+            }
         );
     }
+    let s = &simulated.scores;
     // Rates are the mean of the collections' (with one collection, its own).
     let mean = |rate: &dyn Fn(&SubjectScores) -> Result<f64, EvaluationError>| {
         parts
@@ -231,13 +247,14 @@ pub fn calibrate(
             .sum::<Result<f64, EvaluationError>>()
             .map(|sum| sum / parts.len() as f64)
     };
+    let held: Vec<Vec<f64>> = parts.iter().map(|c| negatives(c)).collect();
     targets
         .iter()
         .map(|&target| {
-            let skilled: Vec<&[f64]> = parts.iter().map(|c| c.skilled.as_slice()).collect();
-            let threshold = threshold_for_mean_far(&skilled, target)?;
-            let far = mean(&|c| Ok(far_frr(&c.genuine, &c.skilled, threshold)?.far))?;
-            let frr = mean(&|c| Ok(far_frr(&c.genuine, &c.skilled, threshold)?.frr))?;
+            let slices: Vec<&[f64]> = held.iter().map(Vec::as_slice).collect();
+            let threshold = threshold_for_mean_far(&slices, target)?;
+            let far = mean(&|c| Ok(far_frr(&c.genuine, &negatives(c), threshold)?.far))?;
+            let frr = mean(&|c| Ok(far_frr(&c.genuine, &negatives(c), threshold)?.frr))?;
             let random_far = mean(&|c| {
                 Ok(if c.random.is_empty() {
                     0.0

@@ -12,11 +12,9 @@
 //! Several draws per subject use more of the data than one enrolment could (each probe is
 //! judged against several reference sets), which steadies thresholds on a few writers.
 
-use std::collections::BTreeMap;
-
 use crate::decision::{aggregate, scores_among, Aggregation};
 use crate::error::CoreError;
-use crate::evaluation::pairs::{sample_indices, SampleKind};
+use crate::evaluation::pairs::{by_subject, sample_indices, SampleKind};
 
 /// How enrolment is simulated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,15 +63,7 @@ pub fn simulate<S: AsRef<str>>(
             draws: plan.draws,
         });
     }
-    let mut genuine: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    let mut forged: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, (subject, kind)) in samples.iter().enumerate() {
-        let by_kind = match kind {
-            SampleKind::Genuine => &mut genuine,
-            SampleKind::Forged => &mut forged,
-        };
-        by_kind.entry(subject.as_ref()).or_default().push(i);
-    }
+    let (genuine, forged) = by_subject(samples);
     let mut out = SubjectScores::default();
     let mut scores = Vec::with_capacity(plan.references);
     let mut aggregated =

@@ -38,10 +38,15 @@ pub struct Pairs {
     pub random_total: u64,
 }
 
-/// The pairs among `samples`, each given as (subject, kind).
-pub fn build_pairs<S: AsRef<str>>(samples: &[(S, SampleKind)], random: RandomPairs) -> Pairs {
-    let mut genuine: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    let mut forged: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+/// Sample indices of each subject's genuine samples and of its forgeries, subjects in name
+/// order.
+pub(crate) type BySubject<'a> = BTreeMap<&'a str, Vec<usize>>;
+
+pub(crate) fn by_subject<S: AsRef<str>>(
+    samples: &[(S, SampleKind)],
+) -> (BySubject<'_>, BySubject<'_>) {
+    let mut genuine = BySubject::new();
+    let mut forged = BySubject::new();
     for (i, (subject, kind)) in samples.iter().enumerate() {
         let by_kind = match kind {
             SampleKind::Genuine => &mut genuine,
@@ -49,6 +54,12 @@ pub fn build_pairs<S: AsRef<str>>(samples: &[(S, SampleKind)], random: RandomPai
         };
         by_kind.entry(subject.as_ref()).or_default().push(i);
     }
+    (genuine, forged)
+}
+
+/// The pairs among `samples`, each given as (subject, kind).
+pub fn build_pairs<S: AsRef<str>>(samples: &[(S, SampleKind)], random: RandomPairs) -> Pairs {
+    let (genuine, forged) = by_subject(samples);
     let mut pairs = Pairs::default();
     for (subject, g) in &genuine {
         for (a, &first) in g.iter().enumerate() {
