@@ -169,6 +169,10 @@ pub struct QueueConfig {
     pub confirm_timeout_ms: u64,
     /// Jobs the in-process queue holds (waiting + in flight) before publishers wait.
     pub inprocess_capacity: usize,
+    /// Where the in-process queue journals accepted jobs until they are settled, so that
+    /// they survive a crash or restart (fsync before a publish returns). Empty: memory
+    /// only. `twin serve` puts it under its data directory.
+    pub inprocess_dir: PathBuf,
     /// Name of this process's job-status feed (`<queue>.status.<status_feed>`); every
     /// gateway replica with its own `jobs_dir` needs its own name.
     pub status_feed: String,
@@ -186,6 +190,7 @@ impl Default for QueueConfig {
             jobs_retention_hours: 24 * 7,
             confirm_timeout_ms: 10_000,
             inprocess_capacity: 10_000,
+            inprocess_dir: PathBuf::new(),
             status_feed: "gateway".to_owned(),
         }
     }
@@ -337,12 +342,14 @@ impl TwinConfig {
 
     /// Embedded mode (`twin serve`, `twin bench verify`): whatever the file says about
     /// backends, this process is alone — Qdrant's engine under `data_dir/store` and the
-    /// in-process queue with its job statuses under `data_dir/jobs`.
+    /// in-process queue, its journal under `data_dir/queue` and its job statuses under
+    /// `data_dir/jobs`.
     pub fn use_embedded(&mut self, data_dir: &Path) {
         self.store.backend = "embedded".to_owned();
         self.store.data_dir = data_dir.join("store");
         self.queue.backend = "inprocess".to_owned();
         self.queue.jobs_dir = data_dir.join("jobs");
+        self.queue.inprocess_dir = data_dir.join("queue");
     }
 
     /// Cross-field checks made once at start.

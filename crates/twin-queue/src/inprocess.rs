@@ -4,11 +4,15 @@
 //! queue when retried or dropped), with the delivery limit and a dead-letter list that
 //! keeps the reason.
 //!
-//! Not persistent: jobs waiting at exit are lost. The job-status store says so: when it
-//! is attached at start, jobs it still lists as queued from before are marked failed
-//! ("lost at restart"), so no producer waits forever on them.
+//! Durable when `queue.inprocess_dir` is set (`twin serve` sets it under its data
+//! directory): every accepted job is in the journal ([`crate::journal`], redb, fsync before
+//! the publish returns) until it is settled, and the jobs found there at start are
+//! delivered again, with their attempt counts. Without a directory it keeps jobs in memory
+//! only, and the job-status store says what that costs: when it is attached at start, the
+//! jobs it still lists as queued and the journal does not hold are marked failed ("lost at
+//! restart"), so no producer waits forever on them.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -20,6 +24,7 @@ use crate::dead::{DeadLetter, DeadReason};
 use crate::delivery::{Delivery, Settle};
 use crate::error::QueueError;
 use crate::jobstore::JobStore;
+use crate::journal::Journal;
 use crate::status::JobRecord;
 use crate::QueueDepth;
 
@@ -50,6 +55,10 @@ struct Inner {
     max_message_bytes: usize,
     publish_timeout: Duration,
     jobs: OnceLock<JobStore>,
+    /// Where accepted jobs stay until settled; `None`: memory only.
+    journal: Option<Journal>,
+    /// Jobs read back from the journal at start (their ids: not lost at restart).
+    recovered: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -61,10 +70,16 @@ struct State {
     closed: bool,
     /// Jobs ever accepted; the job store must be attached before the first.
     accepted: u64,
+    /// Publishes holding room while their job is written to the journal.
+    reserved: usize,
+    /// The next job's journal key (acceptance order).
+    next_seq: u64,
 }
 
 #[derive(Debug)]
 struct Message {
+    /// Its key in the journal.
+    seq: u64,
     job_id: String,
     body: Vec<u8>,
     /// Times it came back unsettled (retry or drop); above the limit it is dead.
@@ -79,11 +94,35 @@ enum Outcome {
 }
 
 impl InProcessQueue {
-    /// A new, empty queue with `config`'s capacity, delivery limit and size limit.
-    pub fn new(config: &QueueConfig) -> Self {
-        Self {
+    /// The queue `config` describes: capacity, delivery limit and size limit, and, when
+    /// `queue.inprocess_dir` is set, the journal there with the jobs it still holds ready
+    /// for delivery. Blocking (the journal is read): call it at start.
+    pub fn open(config: &QueueConfig) -> Result<Self, QueueError> {
+        let mut state = State::default();
+        let mut recovered = HashSet::new();
+        let journal = if config.inprocess_dir.as_os_str().is_empty() {
+            None
+        } else {
+            let (journal, stored) = Journal::open(&config.inprocess_dir)?;
+            if !stored.is_empty() {
+                tracing::info!(jobs = stored.len(), dir = %config.inprocess_dir.display(), "jobs from before the restart are queued again");
+            }
+            for job in stored {
+                state.next_seq = state.next_seq.max(job.seq + 1);
+                recovered.insert(job.job_id.clone());
+                state.ready.push_back(Message {
+                    seq: job.seq,
+                    job_id: job.job_id,
+                    body: job.body,
+                    returns: job.returns,
+                    deliveries: job.deliveries,
+                });
+            }
+            Some(journal)
+        };
+        Ok(Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(state),
                 ready_signal: Notify::new(),
                 space_signal: Notify::new(),
                 capacity: config.inprocess_capacity.max(1),
@@ -91,25 +130,28 @@ impl InProcessQueue {
                 max_message_bytes: config.max_message_bytes,
                 publish_timeout: Duration::from_millis(config.confirm_timeout_ms),
                 jobs: OnceLock::new(),
+                journal,
+                recovered,
             }),
-        }
+        })
+    }
+
+    /// Whether accepted jobs survive the process (a journal directory is set).
+    pub fn is_durable(&self) -> bool {
+        self.inner.journal.is_some()
     }
 
     pub(crate) fn max_message_bytes(&self) -> usize {
         self.inner.max_message_bytes
     }
 
-    /// Adds a body; waits up to `queue.confirm_timeout_ms` for room, then `Full`.
+    /// Adds a body; waits up to `queue.confirm_timeout_ms` for room, then `Full`. With a
+    /// journal, returns once the job is on disk.
     pub(crate) async fn publish_body(&self, job_id: &str, body: Vec<u8>) -> Result<(), QueueError> {
         codec::check_size(job_id, body.len(), self.inner.max_message_bytes)?;
         let deadline = tokio::time::Instant::now() + self.inner.publish_timeout;
-        let mut message = Some(Message {
-            job_id: job_id.to_owned(),
-            body,
-            returns: 0,
-            deliveries: 0,
-        });
-        loop {
+        // Hold room first, so that a job on disk always has its place in the queue.
+        let seq = loop {
             let room = self.inner.space_signal.notified();
             tokio::pin!(room);
             room.as_mut().enable();
@@ -118,14 +160,10 @@ impl InProcessQueue {
                 if state.closed {
                     return Err(QueueError::Closed);
                 }
-                if state.ready.len() + state.in_flight < self.inner.capacity {
-                    if let Some(message) = message.take() {
-                        state.ready.push_back(message);
-                        state.accepted += 1;
-                    }
-                    drop(state);
-                    self.inner.ready_signal.notify_one();
-                    return Ok(());
+                if state.ready.len() + state.in_flight + state.reserved < self.inner.capacity {
+                    state.reserved += 1;
+                    state.next_seq += 1;
+                    break state.next_seq - 1;
                 }
             }
             if tokio::time::timeout_at(deadline, room).await.is_err() {
@@ -133,7 +171,27 @@ impl InProcessQueue {
                     capacity: self.inner.capacity,
                 });
             }
+        };
+        if let Some(journal) = &self.inner.journal {
+            if let Err(error) = journal.put(seq, job_id, &body).await {
+                self.inner.lock().reserved -= 1;
+                self.inner.space_signal.notify_one();
+                return Err(error);
+            }
         }
+        let mut state = self.inner.lock();
+        state.reserved -= 1;
+        state.ready.push_back(Message {
+            seq,
+            job_id: job_id.to_owned(),
+            body,
+            returns: 0,
+            deliveries: 0,
+        });
+        state.accepted += 1;
+        drop(state);
+        self.inner.ready_signal.notify_one();
+        Ok(())
     }
 
     /// Records `records` in the attached job store (nothing to do without one).
@@ -158,10 +216,10 @@ impl InProcessQueue {
             ));
         }
         let lost = store
-            .fail_queued_before(
-                u64::MAX,
-                "lost at restart: the in-process queue does not keep jobs across \
-                 restarts; enqueue the image again",
+            .fail_queued_except(
+                &self.inner.recovered,
+                "lost at restart: the in-process queue kept no journal (queue.inprocess_dir \
+                 is empty), so jobs do not survive a restart; enqueue the image again",
             )
             .await?;
         if lost > 0 {
@@ -208,6 +266,11 @@ impl InProcessQueue {
     /// Drops every waiting job and dead letter.
     pub(crate) fn clear(&self) {
         let mut state = self.inner.lock();
+        if let Some(journal) = &self.inner.journal {
+            for message in &state.ready {
+                journal.remove(message.seq);
+            }
+        }
         state.ready.clear();
         state.dead.clear();
         drop(state);
@@ -238,6 +301,9 @@ impl Inner {
                 if message.returns > self.delivery_limit {
                     Some(DeadReason::DeliveryLimit)
                 } else {
+                    if let Some(journal) = &self.journal {
+                        journal.attempts(message.seq, message.returns, message.deliveries);
+                    }
                     state.ready.push_back(message);
                     drop(state);
                     self.ready_signal.notify_one();
@@ -248,6 +314,10 @@ impl Inner {
                 codec::truncate(&reason, codec::MAX_REASON_BYTES).to_owned(),
             )),
         };
+        // Settled for good: acknowledged, or dead (its failed status goes to the job store).
+        if let Some(journal) = &self.journal {
+            journal.remove(message.seq);
+        }
         let record = reason.map(|reason| {
             let dead = DeadLetter {
                 job: decode_job(&message.body, &message.job_id),
@@ -305,6 +375,9 @@ impl InProcessConsumer {
                     state.in_flight += 1;
                     drop(state);
                     message.deliveries += 1;
+                    if let Some(journal) = &self.inner.journal {
+                        journal.attempts(message.seq, message.returns, message.deliveries);
+                    }
                     let job = decode_job(&message.body, &message.job_id);
                     let (job_id, attempt) = (message.job_id.clone(), message.deliveries);
                     let settle = InProcessSettle {

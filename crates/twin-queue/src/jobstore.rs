@@ -170,18 +170,17 @@ impl JobStore {
         self.len() == 0
     }
 
-    /// Marks every job still `Queued` whose record was last written before
-    /// `cutoff_ms` (ms since the epoch) as failed with `reason`; returns how many.
-    /// Used by the in-process queue at start: its jobs do not survive a restart.
-    pub async fn fail_queued_before(
+    /// Marks failed, with `reason`, every job still listed as queued whose id is not in
+    /// `alive` (the jobs a restarted queue still holds); returns how many.
+    pub async fn fail_queued_except(
         &self,
-        cutoff_ms: u64,
+        alive: &std::collections::HashSet<String>,
         reason: &str,
     ) -> Result<usize, QueueError> {
         let stale: Vec<JobRecord> = self
             .read()
             .values()
-            .filter(|r| r.state == JobState::Queued && r.updated_at_ms < cutoff_ms)
+            .filter(|r| r.state == JobState::Queued && !alive.contains(&r.job_id))
             .map(|r| {
                 let mut failed = JobRecord::failed_unread(&r.job_id, reason, r.attempts);
                 failed.merge(r);
@@ -431,7 +430,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fail_queued_marks_only_older_waiting_jobs() {
+    async fn fail_queued_marks_only_waiting_jobs_the_queue_no_longer_holds() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = JobStore::open(dir.path(), None).expect("open");
         let (a, b) = (job(1), job(2));
@@ -439,13 +438,14 @@ mod tests {
             .record(vec![JobRecord::queued(&a), JobRecord::done(&b, 1)])
             .await
             .expect("record");
-        let cutoff = now_ms() + 1;
         let late = job(3);
-        let mut record = JobRecord::queued(&late);
-        record.updated_at_ms = cutoff + 10;
-        store.record(vec![record]).await.expect("late");
+        store
+            .record(vec![JobRecord::queued(&late)])
+            .await
+            .expect("late");
+        let alive = std::collections::HashSet::from([late.job_id.clone()]);
         let failed = store
-            .fail_queued_before(cutoff, "lost at restart")
+            .fail_queued_except(&alive, "lost at restart")
             .await
             .expect("fail");
         assert_eq!(failed, 1);

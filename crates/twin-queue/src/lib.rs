@@ -35,6 +35,7 @@ pub mod delivery;
 pub mod error;
 pub mod inprocess;
 pub mod jobstore;
+mod journal;
 pub mod rabbit;
 pub mod status;
 #[cfg(any(test, feature = "testing"))]
@@ -73,7 +74,8 @@ pub enum JobQueue {
 
 impl JobQueue {
     /// The backend `config.backend` names ("rabbitmq" or "inprocess"), without
-    /// connecting: RabbitMQ connects on first use.
+    /// connecting: RabbitMQ connects on first use; the in-process queue reads its journal
+    /// (`queue.inprocess_dir`), so this blocks.
     pub fn open(config: &QueueConfig) -> Result<Self, QueueError> {
         if config.delivery_limit == 0 {
             return Err(QueueError::Config(
@@ -82,7 +84,7 @@ impl JobQueue {
         }
         match config.backend.as_str() {
             "rabbitmq" => Ok(Self::RabbitMq(RabbitQueue::open(config)?)),
-            "inprocess" => Ok(Self::InProcess(InProcessQueue::new(config))),
+            "inprocess" => Ok(Self::InProcess(InProcessQueue::open(config)?)),
             other => Err(QueueError::Config(format!(
                 "queue.backend must be \"inprocess\" or \"rabbitmq\", got {other:?}"
             ))),
@@ -92,7 +94,11 @@ impl JobQueue {
     /// [`JobQueue::open`], then [`JobQueue::ensure_ready`]: fails fast when the broker
     /// cannot be reached or refuses the topology.
     pub async fn connect(config: &QueueConfig) -> Result<Self, QueueError> {
-        let queue = Self::open(config)?;
+        // Opening reads the in-process journal from disk: off the async executor.
+        let owned = config.clone();
+        let queue = tokio::task::spawn_blocking(move || Self::open(&owned))
+            .await
+            .map_err(|e| QueueError::Config(format!("opening the queue failed: {e}")))??;
         queue.ensure_ready().await?;
         Ok(queue)
     }

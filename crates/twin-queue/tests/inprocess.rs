@@ -248,3 +248,92 @@ async fn job_status_in_embedded_mode_and_lost_jobs_after_restart() {
     })
     .await;
 }
+
+/// With a journal (what `twin serve` uses), the jobs not settled when the process ends come
+/// back in the next one, in acceptance order and with their attempt counts, and their status
+/// stays queued; an acknowledged one does not come back.
+#[tokio::test]
+async fn with_a_journal_unsettled_jobs_survive_a_restart_with_their_attempts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let durable = QueueConfig {
+        inprocess_dir: dir.path().join("queue"),
+        ..config()
+    };
+    let (acked, held, waiting) = (job("acked", 10), job("held", 10), job("waiting", 10));
+    within(20, "journal", async {
+        {
+            let store = JobStore::open(&dir.path().join("jobs"), None).expect("store");
+            let queue = JobQueue::connect(&durable).await.expect("open");
+            let _feed = queue
+                .attach_status_store(store.clone())
+                .await
+                .expect("attach");
+            for j in [&acked, &held, &waiting] {
+                queue.publish(j).await.expect("publish");
+            }
+            let mut consumer = queue.consumer(8);
+            let first = next_delivery(&mut consumer, 5).await;
+            let attempts = first.attempt();
+            let done = first.job().expect("job").clone();
+            first.ack().await.expect("ack");
+            queue
+                .report(vec![JobRecord::done(&done, attempts)])
+                .await
+                .expect("report");
+            // Delivered, never settled: the process ends with the job in a worker's hands.
+            let second = next_delivery(&mut consumer, 5).await;
+            assert_eq!(second.job().expect("job"), &held);
+            drop(second);
+            drop(consumer);
+            queue.close().await;
+        }
+        let store = JobStore::open(&dir.path().join("jobs"), None).expect("reopen");
+        let queue = JobQueue::connect(&durable).await.expect("reopen");
+        let _feed = queue
+            .attach_status_store(store.clone())
+            .await
+            .expect("attach");
+        assert_eq!(queue.depth().await.expect("depth").ready, 2);
+        for j in [&held, &waiting] {
+            assert_eq!(
+                store.get(&j.job_id).map(|r| r.state),
+                Some(JobState::Queued),
+                "{} is still waiting, not lost",
+                j.job_id
+            );
+        }
+        assert_eq!(
+            store.get(&acked.job_id).map(|r| r.state),
+            Some(JobState::Done)
+        );
+        let mut consumer = queue.consumer(8);
+        let again = next_delivery(&mut consumer, 5).await;
+        assert_eq!(again.job().expect("job"), &held);
+        assert_eq!(again.attempt(), 2, "the first delivery was counted");
+        again.ack().await.expect("ack");
+        let last = next_delivery(&mut consumer, 5).await;
+        assert_eq!(last.job().expect("job"), &waiting);
+        assert_eq!(last.attempt(), 1);
+        last.ack().await.expect("ack");
+        assert!(maybe_delivery(&mut consumer, 300).await.is_none());
+    })
+    .await;
+    // Settled jobs are gone from the journal: a third start finds nothing.
+    within(10, "journal emptied", async {
+        let queue = JobQueue::connect(&durable).await.expect("third open");
+        assert_eq!(queue.depth().await.expect("depth").ready, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_journal_in_use_by_another_queue_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let durable = QueueConfig {
+        inprocess_dir: dir.path().join("queue"),
+        ..config()
+    };
+    let _first = JobQueue::connect(&durable).await.expect("first");
+    let error = JobQueue::connect(&durable).await.expect_err("second");
+    assert!(error.to_string().contains("another twin serve"), "{error}");
+}
