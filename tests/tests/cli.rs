@@ -314,6 +314,8 @@ async fn bench_verify_prints_a_table_then_one_json_line() {
             "subject_p99_ms_r20",
             "ratio_subject_p99_r5",
             "ratio_subject_p99_r20",
+            "p99_ms_c1_without_audit",
+            "ratio_audit_p99_c1",
         ] {
             let value = figures[key].as_f64();
             match target {

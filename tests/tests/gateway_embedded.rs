@@ -478,6 +478,7 @@ async fn reflection_lists_the_twin_services_like_grpcurl_list() {
         "twin.v1.Similarity",
         "twin.v1.Enrollment",
         "twin.v1.Models",
+        "twin.v1.AuditTrail",
         "grpc.health.v1.Health",
     ] {
         assert!(
@@ -867,4 +868,137 @@ async fn verify_subject_runs_at_the_point_of_its_aggregation_and_reference_count
         );
         assert!(message.contains("calibrated"), "{message}");
     }
+}
+
+/// Every decision is on record in `twin serve`'s audit trail: found by request id, subject
+/// and time, with the key's id (never the key) and the sha256 of each input image.
+#[tokio::test]
+async fn decisions_are_on_record_by_request_subject_and_time() {
+    use sha2::{Digest, Sha256};
+    use twin_proto::v1::audit_trail_client::AuditTrailClient;
+    let serve = serve(&[]).await;
+    let ch = channel(&serve.process.url()).await;
+    let mut enrollment = EnrollmentClient::new(ch.clone());
+    let mut verification = VerificationClient::new(ch.clone());
+    let mut trail = AuditTrailClient::new(ch);
+    for index in 0..2 {
+        enroll(&mut enrollment, "audited", genuine(7, index), true).await;
+    }
+    let (a, b) = (genuine(7, 3), genuine(8, 3));
+    let pair = verification
+        .verify(authed(
+            pb::VerifyRequest {
+                a: image(a.clone()),
+                b: image(b.clone()),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect("verify")
+        .into_inner();
+    let subject = verification
+        .verify_subject(authed(
+            pb::VerifySubjectRequest {
+                subject_id: "audited".into(),
+                probe: image(a.clone()),
+                policy: explicit(0.5),
+                ..Default::default()
+            },
+            READ_KEY,
+        ))
+        .await
+        .expect("verify subject")
+        .into_inner();
+    let sha = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
+    let key_id = format!("key:{}", &sha(READ_KEY.as_bytes())[..12]);
+    let query = |q: pb::QueryAuditRequest| authed(q, READ_KEY);
+
+    // Appending does not make decisions wait, so a record may take a moment to show.
+    let pair_id = pair.audit.as_ref().expect("audit").request_id.clone();
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = trail
+            .query_audit(query(pb::QueryAuditRequest {
+                request_id: pair_id.clone(),
+                ..Default::default()
+            }))
+            .await
+            .expect("query")
+            .into_inner()
+            .entries;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found.len(), 1, "the Verify is on record");
+    let entry = &found[0];
+    assert_eq!(entry.method, "Verify");
+    assert_eq!(entry.r#match, pair.r#match);
+    assert_eq!(entry.image_sha256, vec![sha(&a), sha(&b)]);
+    assert_eq!(entry.key_id, key_id);
+    let on_record = entry.audit.as_ref().expect("audit");
+    let answered = pair.audit.as_ref().expect("audit");
+    assert_eq!(
+        (
+            on_record.score,
+            on_record.threshold,
+            &on_record.operating_point
+        ),
+        (
+            answered.score,
+            answered.threshold,
+            &answered.operating_point
+        )
+    );
+    let text = format!("{found:?}");
+    assert!(!text.contains(READ_KEY), "the key itself is never stored");
+
+    let mut about = Vec::new();
+    for _ in 0..50 {
+        about = trail
+            .query_audit(query(pb::QueryAuditRequest {
+                subject_id: "audited".into(),
+                ..Default::default()
+            }))
+            .await
+            .expect("query")
+            .into_inner()
+            .entries;
+        if !about.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let verify_subject = about
+        .iter()
+        .find(|e| e.method == "VerifySubject")
+        .expect("the VerifySubject is on record under its subject");
+    assert_eq!(
+        verify_subject.audit.as_ref().map(|a| a.request_id.clone()),
+        subject.audit.as_ref().map(|a| a.request_id.clone())
+    );
+    assert_eq!(verify_subject.image_sha256, vec![sha(&a)]);
+
+    // A time range in the future holds nothing; a limit above 1000 is refused.
+    let later =
+        prost_types::Timestamp::from(std::time::SystemTime::now() + Duration::from_secs(3600));
+    let none = trail
+        .query_audit(query(pb::QueryAuditRequest {
+            from: Some(later),
+            ..Default::default()
+        }))
+        .await
+        .expect("query")
+        .into_inner();
+    assert!(none.entries.is_empty());
+    let too_many = trail
+        .query_audit(query(pb::QueryAuditRequest {
+            limit: 5000,
+            ..Default::default()
+        }))
+        .await
+        .expect_err("limit");
+    assert_eq!(too_many.code(), Code::InvalidArgument);
 }

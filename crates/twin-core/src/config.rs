@@ -18,6 +18,7 @@ pub struct TwinConfig {
     pub queue: QueueConfig,
     pub worker: WorkerConfig,
     pub gateway: GatewayConfig,
+    pub audit: AuditConfig,
 }
 
 /// Which models are served.
@@ -196,6 +197,28 @@ impl Default for QueueConfig {
     }
 }
 
+/// The audit trail (twin-audit): every decision on record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Record decisions (Verify, VerifySubject, Search with a threshold).
+    pub enabled: bool,
+    /// Where the log lives.
+    pub dir: PathBuf,
+    /// Days a record is kept (0 = forever).
+    pub retention_days: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: PathBuf::from(".twin/audit"),
+            retention_days: 365,
+        }
+    }
+}
+
 /// The embedding worker (twin-worker).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -343,13 +366,14 @@ impl TwinConfig {
     /// Embedded mode (`twin serve`, `twin bench verify`): whatever the file says about
     /// backends, this process is alone — Qdrant's engine under `data_dir/store` and the
     /// in-process queue, its journal under `data_dir/queue` and its job statuses under
-    /// `data_dir/jobs`.
+    /// `data_dir/jobs`, and the audit trail under `data_dir/audit`.
     pub fn use_embedded(&mut self, data_dir: &Path) {
         self.store.backend = "embedded".to_owned();
         self.store.data_dir = data_dir.join("store");
         self.queue.backend = "inprocess".to_owned();
         self.queue.jobs_dir = data_dir.join("jobs");
         self.queue.inprocess_dir = data_dir.join("queue");
+        self.audit.dir = data_dir.join("audit");
     }
 
     /// Cross-field checks made once at start.

@@ -137,6 +137,9 @@ pub struct VerifyReport {
     pub levels: Vec<LevelFigures>,
     /// The subject case, one entry per reference count.
     pub subjects: Vec<SubjectFigures>,
+    /// Verify at concurrency 1 with the audit trail not recording (embedded target with
+    /// the trail on): what recording every decision costs.
+    pub without_audit: Option<LevelFigures>,
 }
 
 /// Why the benchmark could not run.
@@ -192,6 +195,12 @@ impl VerifyReport {
             .iter()
             .filter_map(|s| ratio(s.p99_ms, verify.p99_ms).map(|r| (s.references, r)))
             .collect()
+    }
+
+    /// Verify p99 at concurrency 1 with the audit trail / without it (target ≤ 1.1).
+    pub fn ratio_audit_p99_c1(&self) -> Option<f64> {
+        let without = self.without_audit.as_ref()?;
+        ratio(self.level(1)?.p99_ms, without.p99_ms)
     }
 
     /// Verify pairs/s at concurrency 32 / raw pairs/s at a batch of 64 (target ≥ 0.8).
@@ -309,6 +318,15 @@ impl VerifyReport {
                 verdict(r >= 0.8)
             );
         }
+        if let (Some(without), Some(r)) = (&self.without_audit, self.ratio_audit_p99_c1()) {
+            let _ = writeln!(
+                out,
+                "Verify p99 at concurrency 1 with the audit trail / without it ({:.2} ms): \
+                 {r:.2} (target <= 1.1): {}",
+                without.p99_ms,
+                verdict(r <= 1.1)
+            );
+        }
         for s in &self.subjects {
             let _ = writeln!(
                 out,
@@ -386,6 +404,15 @@ impl VerifyReport {
         }
         for (n, r) in self.ratio_subject_p99() {
             fields.insert(format!("ratio_subject_p99_r{n}"), round3(r).into());
+        }
+        if let Some(without) = &self.without_audit {
+            fields.insert(
+                "p99_ms_c1_without_audit".into(),
+                round3(without.p99_ms).into(),
+            );
+        }
+        if let Some(r) = self.ratio_audit_p99_c1() {
+            fields.insert("ratio_audit_p99_c1".into(), round3(r).into());
         }
         serde_json::Value::Object(fields).to_string()
     }
@@ -618,8 +645,21 @@ pub fn run_verify_bench(
     };
     let mut levels: Vec<LevelFigures> = Vec::new();
     let mut subjects: Vec<SubjectFigures> = Vec::new();
+    let mut without_audit: Option<LevelFigures> = None;
+    // The trail the gateway records into, when it runs here with one.
+    let trail = gateway.as_ref().and_then(|g| g.state.audit.clone());
     for round in 1..=options.rounds.max(1) {
         raw_phase(round)?;
+        if let Some(trail) = trail.as_ref().filter(|_| options.concurrency.contains(&1)) {
+            trail.set_recording(false);
+            let figures = clients.block_on(load.level(1, counters, warmup, seconds));
+            trail.set_recording(true);
+            let figures = figures?;
+            match without_audit.as_mut() {
+                Some(best) => best.merge(figures),
+                None => without_audit = Some(figures),
+            }
+        }
         for &references in &subject_counts {
             let figures = clients.block_on(load.subject_level(references, warmup, seconds))?;
             tracing::info!(
@@ -697,6 +737,7 @@ pub fn run_verify_bench(
         raw_split,
         levels,
         subjects,
+        without_audit,
     })
 }
 

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use twin_core::config::GatewayConfig;
+use twin_proto::v1::audit_trail_server::AuditTrailServer;
 use twin_proto::v1::enrollment_server::EnrollmentServer;
 use twin_proto::v1::models_server::ModelsServer;
 use twin_proto::v1::similarity_server::SimilarityServer;
@@ -18,6 +19,7 @@ use twin_proto::v1::verification_server::VerificationServer;
 use crate::auth::{ApiKeys, AuthError};
 use crate::layers::AdmissionLayer;
 use crate::metrics::GatewayMetrics;
+use crate::service::audit::AuditTrailService;
 use crate::service::enrollment::EnrollmentService;
 use crate::service::models::ModelsService;
 use crate::service::similarity::SimilarityService;
@@ -110,12 +112,16 @@ impl BoundGateway {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+        let audit_trail = AuditTrailServer::new(AuditTrailService {
+            state: state.clone(),
+        });
         let models = ModelsServer::new(ModelsService { state });
         for name in [
             "twin.v1.Verification",
             "twin.v1.Similarity",
             "twin.v1.Enrollment",
             "twin.v1.Models",
+            "twin.v1.AuditTrail",
             "",
         ] {
             health_reporter
@@ -145,6 +151,7 @@ impl BoundGateway {
             .add_service(verification)
             .add_service(similarity)
             .add_service(enrollment)
+            .add_service(audit_trail)
             .add_service(models);
 
         tracing::info!(addr = %self.addr, tls = !config.tls_cert.is_empty(), "gateway serving");

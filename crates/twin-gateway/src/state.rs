@@ -18,11 +18,15 @@ pub struct AppState {
     /// How long a synchronous enrolment (`wait = true`) may wait for its point when the
     /// client sets no deadline.
     pub enroll_wait: Duration,
+    /// The audit trail every decision is appended to (`audit.enabled`).
+    pub audit: Option<twin_audit::AuditLog>,
 }
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("audit trail: {0}")]
+    Audit(String),
     #[error("loading models: {0}")]
     Models(#[from] twin_embed::EmbedError),
     #[error("opening the store: {0}")]
@@ -62,11 +66,24 @@ impl AppState {
                     twin_queue::QueueError::Config(format!("job store task failed: {e}"))
                 })??;
         let feed = queue.attach_status_store(jobs).await?;
+        let audit = if config.audit.enabled {
+            let (dir, days) = (config.audit.dir.clone(), config.audit.retention_days);
+            let retention = (days > 0).then(|| Duration::from_secs(days * 24 * 3600));
+            Some(
+                tokio::task::spawn_blocking(move || twin_audit::AuditLog::open(&dir, retention))
+                    .await
+                    .map_err(|e| StartError::Audit(format!("audit log task failed: {e}")))?
+                    .map_err(|e| StartError::Audit(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let state = Self {
             models,
             store,
             queue,
             enroll_wait: Duration::from_millis(config.gateway.request_timeout_ms),
+            audit,
         };
         state.ensure_collections().await?;
         Ok((state, feed))
@@ -106,6 +123,32 @@ pub fn request_id<T>(request: &tonic::Request<T>) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Which api key sent `request`: "key:" and the first 12 hex digits of the key's sha256
+/// (never the key); empty without an `authorization` header.
+pub fn key_id<T>(request: &tonic::Request<T>) -> String {
+    use sha2::{Digest, Sha256};
+    let token = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .unwrap_or_default();
+    if token.is_empty() {
+        return String::new();
+    }
+    let digest = hex::encode(Sha256::digest(token.as_bytes()));
+    format!("key:{}", &digest[..12])
+}
+
+/// sha256 of an optional request image (empty when missing), for the audit trail.
+pub fn image_sha256(image: Option<&twin_proto::v1::Image>) -> String {
+    image.map_or_else(String::new, |i| twin_core::ids::sha256_hex(&i.data))
 }
 
 /// Embeds the images of request fields `(name, image)` as one job (one ONNX run, in

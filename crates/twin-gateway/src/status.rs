@@ -24,6 +24,12 @@ pub enum ApiError {
     },
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The gateway is not set up for the request (a feature switched off).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Not the client's fault.
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Core(#[from] CoreError),
     #[error(transparent)]
@@ -51,6 +57,8 @@ impl ApiError {
             ApiError::InvalidArgument(_) | ApiError::BadImage { .. } => Code::InvalidArgument,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ApiError::Internal(_) => Code::Internal,
             ApiError::Core(CoreError::UnknownMetric(_))
             | ApiError::Core(CoreError::DimensionMismatch { .. })
             | ApiError::Core(CoreError::InvalidArgument(_))

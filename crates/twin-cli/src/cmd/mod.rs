@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod api;
+mod audit;
 mod bench;
 mod calibrate;
 mod client;
@@ -53,6 +54,8 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Show an enrolment job's status.
     Jobs(jobs::JobsArgs),
+    /// The decisions on record (Verify, VerifySubject, Search): by subject, request id, time.
+    Audit(audit::AuditArgs),
     /// Evaluate a model on a labelled folder: EER, ROC AUC, FAR/FRR at its operating points
     /// (skilled and random forgeries apart), ROC and DET plots.
     Eval(eval::EvalArgs),
@@ -75,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args),
         Command::Search(args) => search::run(args),
         Command::Jobs(args) => jobs::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Calibrate(args) => calibrate::run(args),
         Command::Health(args) => health::run(args),

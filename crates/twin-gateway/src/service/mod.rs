@@ -1,5 +1,6 @@
 //! The twin.v1 services, one module each.
 
+pub mod audit;
 pub mod enrollment;
 pub mod models;
 pub mod similarity;

@@ -8,7 +8,8 @@ use twin_proto::v1::similarity_server::Similarity;
 use twin_store::{PointFilter, SearchRequest};
 
 use crate::convert::{audit, labels_from_proto, labels_to_proto, threshold_choice, AuditInput};
-use crate::state::{embed_field, request_id, AppState};
+use crate::service::audit::{record, Decision};
+use crate::state::{embed_field, key_id, request_id, AppState};
 use crate::status::ApiError;
 
 const DEFAULT_TOP_K: usize = 10;
@@ -29,6 +30,7 @@ impl Similarity for SimilarityService {
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let request_id = request_id(&request);
+        let key_id = key_id(&request);
         let mut r = request.into_inner();
         let model = self.state.model(&r.model)?;
         let manifest = model.manifest();
@@ -52,6 +54,7 @@ impl Similarity for SimilarityService {
             manifest.default_target_far,
         )
         .map_err(ApiError::from)?;
+        let mut images_sha256 = Vec::new();
         let vector = match r.query.take() {
             None => {
                 return Err(ApiError::InvalidArgument(
@@ -60,6 +63,7 @@ impl Similarity for SimilarityService {
                 .into())
             }
             Some(pb::search_request::Query::Image(image)) => {
+                images_sha256.push(sha256_hex(&image.data));
                 embed_field(model, "image", Some(image)).await?
             }
             Some(pb::search_request::Query::Vector(vector)) => {
@@ -142,6 +146,29 @@ impl Similarity for SimilarityService {
         };
         tracing::debug!(request_id, model = %manifest.name, hits = hits.len(), unknown, best_score, "search");
         let matched_point_id = hits.first().map(|h| h.id.to_string()).unwrap_or_default();
+        let best_subject = hits
+            .first()
+            .map(|h| h.payload.subject_id.clone())
+            .unwrap_or_default();
+        let audit = audit(AuditInput {
+            manifest,
+            metric,
+            score: best_score,
+            threshold: &threshold,
+            matched_point_id,
+            request_id,
+        });
+        record(
+            &self.state,
+            Decision {
+                method: "Search",
+                subject_id: &best_subject,
+                matched: !unknown,
+                key_id,
+                images_sha256,
+            },
+            &audit,
+        );
         Ok(Response::new(pb::SearchResponse {
             hits: hits
                 .into_iter()
@@ -154,14 +181,7 @@ impl Similarity for SimilarityService {
                 })
                 .collect(),
             unknown,
-            audit: Some(audit(AuditInput {
-                manifest,
-                metric,
-                score: best_score,
-                threshold: &threshold,
-                matched_point_id,
-                request_id,
-            })),
+            audit: Some(audit),
         }))
     }
 

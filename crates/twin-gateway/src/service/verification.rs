@@ -14,7 +14,8 @@ use twin_proto::v1::verification_server::Verification;
 use crate::convert::{
     aggregation, audit, metric_from_proto, rbf_sigma, threshold_choice, AuditInput,
 };
-use crate::state::{embed_field, embed_fields, request_id, AppState};
+use crate::service::audit::{record, Decision};
+use crate::state::{embed_field, embed_fields, image_sha256, key_id, request_id, AppState};
 use crate::status::ApiError;
 
 /// References compared by default, and at most.
@@ -33,12 +34,14 @@ impl Verification for VerificationService {
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let request_id = request_id(&request);
+        let key_id = key_id(&request);
         let r = request.into_inner();
         let model = self.state.model(&r.model)?;
         let manifest = model.manifest();
         let metric = metric_from_proto(r.metric, manifest.native_metric)?;
         let sigma = rbf_sigma(r.rbf_sigma, metric)?;
         check_learned(model, metric)?;
+        let images_sha256 = vec![image_sha256(r.a.as_ref()), image_sha256(r.b.as_ref())];
         let threshold = resolve_threshold(
             &manifest.operating_points,
             metric,
@@ -51,17 +54,29 @@ impl Verification for VerificationService {
         let score = score_pairs(model, metric, sigma, &[(&a, &b)]).await?[0];
         let matched = decide(score, threshold.threshold);
         tracing::debug!(request_id, model = %manifest.name, metric = %metric, score, threshold = threshold.threshold, matched, "verify");
+        let audit = audit(AuditInput {
+            manifest,
+            metric,
+            score,
+            threshold: &threshold,
+            matched_point_id: String::new(),
+            request_id,
+        });
+        record(
+            &self.state,
+            Decision {
+                method: "Verify",
+                subject_id: "",
+                matched,
+                key_id,
+                images_sha256,
+            },
+            &audit,
+        );
         Ok(Response::new(pb::VerifyResponse {
             r#match: matched,
             score,
-            audit: Some(audit(AuditInput {
-                manifest,
-                metric,
-                score,
-                threshold: &threshold,
-                matched_point_id: String::new(),
-                request_id,
-            })),
+            audit: Some(audit),
         }))
     }
 
@@ -70,8 +85,10 @@ impl Verification for VerificationService {
         request: Request<pb::VerifySubjectRequest>,
     ) -> Result<Response<pb::VerifySubjectResponse>, Status> {
         let request_id = request_id(&request);
+        let key_id = key_id(&request);
         let mut r = request.into_inner();
         validate_subject_id(&r.subject_id).map_err(ApiError::from)?;
+        let images_sha256 = vec![image_sha256(r.probe.as_ref())];
         let model = self.state.model(&r.model)?;
         let manifest = model.manifest();
         let metric = metric_from_proto(r.metric, manifest.native_metric)?;
@@ -158,19 +175,31 @@ impl Verification for VerificationService {
         per_reference.sort_by(|x, y| y.score.total_cmp(&x.score));
         let matched = decide(score, threshold.threshold);
         tracing::debug!(request_id, subject = %r.subject_id, references = scores.len(), score, matched, "verify subject");
+        let audit = audit(AuditInput {
+            manifest,
+            metric,
+            score,
+            threshold: &threshold,
+            matched_point_id,
+            request_id,
+        });
+        record(
+            &self.state,
+            Decision {
+                method: "VerifySubject",
+                subject_id: &r.subject_id,
+                matched,
+                key_id,
+                images_sha256,
+            },
+            &audit,
+        );
         Ok(Response::new(pb::VerifySubjectResponse {
             r#match: matched,
             score,
             references: scores.len() as u32,
             per_reference,
-            audit: Some(audit(AuditInput {
-                manifest,
-                metric,
-                score,
-                threshold: &threshold,
-                matched_point_id,
-                request_id,
-            })),
+            audit: Some(audit),
         }))
     }
 }
