@@ -165,9 +165,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     }
 
     let manifest_path = args.model.join(MANIFEST_FILE);
-    let covers_default = targets
-        .iter()
-        .any(|t| (t - manifest.default_target_far).abs() <= FAR_TOLERANCE);
+    let covers_default = covers_default(&targets, &manifest);
     let written = if args.dry_run {
         false
     } else {
@@ -287,9 +285,7 @@ fn run_subject_level(
             args.negatives == Negatives::Random,
         )?);
     }
-    let covers_default = points
-        .iter()
-        .any(|p| (p.target_far - manifest.default_target_far).abs() <= FAR_TOLERANCE);
+    let covers_default = covers_default(targets, manifest);
     let manifest_path = args.model.join(MANIFEST_FILE);
     let written = if args.dry_run {
         false
@@ -365,6 +361,14 @@ fn run_subject_level(
         println!("dry run: {} not changed", manifest_path.display());
     }
     Ok(())
+}
+
+/// Whether `targets` include the model's default target FAR (requests naming no operating
+/// point need a threshold there).
+fn covers_default(targets: &[f64], manifest: &ModelManifest) -> bool {
+    targets
+        .iter()
+        .any(|t| (t - manifest.default_target_far).abs() <= FAR_TOLERANCE)
 }
 
 /// The target FARs checked and de-duplicated, highest first.

@@ -194,6 +194,16 @@ impl ScoreTable {
     }
 }
 
+/// The negatives a subject-level FAR is held on: skilled forgeries, or other subjects'
+/// genuine samples (faces, characters: data without forgeries).
+fn held_negatives(scores: &SubjectScores, on_random: bool) -> &[f64] {
+    if on_random {
+        &scores.random
+    } else {
+        &scores.skilled
+    }
+}
+
 /// The subject-level operating points of one simulation, one per target FAR, calibrated on
 /// its skilled forgeries.
 pub fn calibrate(
@@ -203,15 +213,6 @@ pub fn calibrate(
     metric: twin_core::Metric,
     on_random: bool,
 ) -> anyhow::Result<Vec<SubjectOperatingPoint>> {
-    // The negatives the FAR is held on: skilled forgeries, or (faces, characters: data
-    // without forgeries) other subjects' genuine samples.
-    let negatives = |c: &SubjectScores| -> Vec<f64> {
-        if on_random {
-            c.random.clone()
-        } else {
-            c.skilled.clone()
-        }
-    };
     let what = if on_random {
         "random-forgery"
     } else {
@@ -221,7 +222,7 @@ pub fn calibrate(
     if let Some((name, _)) = simulated
         .collections
         .iter()
-        .find(|(_, c)| negatives(c).is_empty() || c.genuine.is_empty())
+        .find(|(_, c)| held_negatives(c, on_random).is_empty() || c.genuine.is_empty())
     {
         anyhow::bail!(
             "cannot calibrate {}: {} has no {what} or no genuine probes{}",
@@ -247,14 +248,15 @@ pub fn calibrate(
             .sum::<Result<f64, EvaluationError>>()
             .map(|sum| sum / parts.len() as f64)
     };
-    let held: Vec<Vec<f64>> = parts.iter().map(|c| negatives(c)).collect();
+    let held: Vec<&[f64]> = parts.iter().map(|c| held_negatives(c, on_random)).collect();
     targets
         .iter()
         .map(|&target| {
-            let slices: Vec<&[f64]> = held.iter().map(Vec::as_slice).collect();
-            let threshold = threshold_for_mean_far(&slices, target)?;
-            let far = mean(&|c| Ok(far_frr(&c.genuine, &negatives(c), threshold)?.far))?;
-            let frr = mean(&|c| Ok(far_frr(&c.genuine, &negatives(c), threshold)?.frr))?;
+            let threshold = threshold_for_mean_far(&held, target)?;
+            let far =
+                mean(&|c| Ok(far_frr(&c.genuine, held_negatives(c, on_random), threshold)?.far))?;
+            let frr =
+                mean(&|c| Ok(far_frr(&c.genuine, held_negatives(c, on_random), threshold)?.frr))?;
             let random_far = mean(&|c| {
                 Ok(if c.random.is_empty() {
                     0.0
