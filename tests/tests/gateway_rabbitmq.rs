@@ -61,10 +61,7 @@ async fn gateway_and_worker_processes_enrol_through_rabbitmq() {
     let job = enrollment
         .enroll(timed(pb::EnrollRequest {
             subject_id: "alice".into(),
-            image: Some(pb::Image {
-                data: genuine(0, 0),
-                source: "alice-1.png".into(),
-            }),
+            image: Some(pb::Image::from_bytes(genuine(0, 0), "alice-1.png")),
             wait: true,
             ..Default::default()
         }))
@@ -80,10 +77,7 @@ async fn gateway_and_worker_processes_enrol_through_rabbitmq() {
         .map(|i| pb::EnqueueItem {
             client_ref: format!("bob-{i}"),
             subject_id: "bob".into(),
-            image: Some(pb::Image {
-                data: genuine(1, i),
-                source: String::new(),
-            }),
+            image: Some(pb::Image::from_bytes(genuine(1, i), String::new())),
             ..Default::default()
         })
         .collect();
@@ -124,10 +118,7 @@ async fn gateway_and_worker_processes_enrol_through_rabbitmq() {
     let verdict = verification
         .verify_subject(timed(pb::VerifySubjectRequest {
             subject_id: "bob".into(),
-            probe: Some(pb::Image {
-                data: genuine(1, 3),
-                source: String::new(),
-            }),
+            probe: Some(pb::Image::from_bytes(genuine(1, 3), String::new())),
             policy: Some(pb::DecisionPolicy {
                 threshold: Some(pb::decision_policy::Threshold::ExplicitThreshold(0.999)),
             }),

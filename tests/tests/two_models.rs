@@ -19,12 +19,7 @@ fn request<T>(message: T) -> Request<T> {
 }
 
 fn verify(model: &str, a: &[u8], b: &[u8]) -> pb::VerifyRequest {
-    let image = |data: &[u8]| {
-        Some(pb::Image {
-            data: data.to_vec(),
-            source: String::new(),
-        })
-    };
+    let image = |data: &[u8]| Some(pb::Image::from_bytes(data.to_vec(), String::new()));
     pb::VerifyRequest {
         a: image(a),
         b: image(b),
@@ -56,11 +51,12 @@ async fn requests_choose_between_the_shipped_signature_and_omniglot_models() {
             .find(|m| m.name == manifest.name)
             .unwrap_or_else(|| panic!("{} is not listed: {listed:?}", manifest.name));
         assert_eq!(model.id, manifest.id);
+        let (input, _) = manifest.image().expect("image models");
         let shape = [
             -1,
-            i64::from(manifest.input.channels),
-            i64::from(manifest.input.height),
-            i64::from(manifest.input.width),
+            i64::from(input.channels),
+            i64::from(input.height),
+            i64::from(input.width),
         ];
         assert_eq!(model.input_shape, shape, "{}", manifest.name);
     }

@@ -16,6 +16,9 @@ TABLES = {
     "preprocess": ["binarize", "crop_to_ink", "margin", "mean", "std"],
     "output": ["name", "embedding_size", "l2_normalized"],
 }
+# A text model's [input] table (`kind = "text"`: TextInput in manifest.rs); text models have no
+# [preprocess] table. Image manifests are written without `kind`, exactly as before.
+TEXT_INPUT_FIELDS = ["kind", "tokenizer", "max_tokens", "input_ids", "attention_mask", "token_type_ids"]
 POINT_FIELDS = ["name", "metric", "target_far", "threshold", "measured_far", "measured_frr", "calibrated_on"]
 # `twin calibrate --references` writes these; training keeps them as they are.
 SUBJECT_POINT_FIELDS = ["name", "metric", "aggregation", "references", "target_far", "threshold", "measured_far",
@@ -58,6 +61,12 @@ def dumps(m: dict) -> str:
         raise ValueError(f"fields {sorted(unknown)} are not part of ModelManifest")
     lines = [f"{k} = {_value(m[k])}" for k in TOP_FIELDS if k in m]
     for table, fields in TABLES.items():
+        if table == "input" and m[table].get("kind") == "text":
+            fields = TEXT_INPUT_FIELDS
+            if "preprocess" in m:
+                raise ValueError("[preprocess] applies to image models only")
+        elif table == "preprocess" and table not in m and m["input"].get("kind") == "text":
+            continue
         lines += ["", f"[{table}]"] + [f"{k} = {_value(m[table][k])}" for k in fields if k in m[table]]
     for p in m.get("operating_points", []):
         lines += ["", "[[operating_points]]"] + [f"{k} = {_value(p[k])}" for k in POINT_FIELDS if k in p]

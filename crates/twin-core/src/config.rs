@@ -34,7 +34,11 @@ pub struct ModelsConfig {
 impl Default for ModelsConfig {
     fn default() -> Self {
         Self {
-            dirs: vec![PathBuf::from("models/signature-v2")],
+            // The signature model (the default: the first) and the text model.
+            dirs: vec![
+                PathBuf::from("models/signature-v2"),
+                PathBuf::from("models/paraphrase-v1"),
+            ],
             default: String::new(),
         }
     }
@@ -81,6 +85,9 @@ pub struct EmbedConfig {
     pub max_image_bytes: usize,
     /// Largest image width or height accepted, in pixels.
     pub max_image_side: u32,
+    /// Largest text accepted, in UTF-8 bytes (before tokenizing; longer token sequences
+    /// are truncated at the model's `max_tokens`).
+    pub max_text_bytes: usize,
 }
 
 impl Default for EmbedConfig {
@@ -95,6 +102,7 @@ impl Default for EmbedConfig {
             intra_threads: 0,
             max_image_bytes: 16 * 1024 * 1024,
             max_image_side: 8192,
+            max_text_bytes: 64 * 1024,
         }
     }
 }

@@ -280,6 +280,74 @@ pub fn figures(positive: &[f64], negative: &[f64]) -> Result<Figures, Evaluation
     })
 }
 
+/// Accuracy, precision, recall and F1 of the decision `score >= threshold`, with the
+/// positives as the positive class (a paraphrase, a genuine pair).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Classification {
+    pub threshold: f64,
+    pub accuracy: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+/// [`Classification`] at `threshold`.
+pub fn classification(
+    positive: &[f64],
+    negative: &[f64],
+    threshold: f64,
+) -> Result<Classification, EvaluationError> {
+    check_both(positive, negative)?;
+    let tp = positive.iter().filter(|&&s| decide(s, threshold)).count() as f64;
+    let fp = negative.iter().filter(|&&s| decide(s, threshold)).count() as f64;
+    let fn_ = positive.len() as f64 - tp;
+    let tn = negative.len() as f64 - fp;
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let precision = ratio(tp, tp + fp);
+    let recall = ratio(tp, tp + fn_);
+    Ok(Classification {
+        threshold,
+        accuracy: (tp + tn) / (tp + tn + fp + fn_),
+        precision,
+        recall,
+        f1: ratio(2.0 * precision * recall, precision + recall),
+    })
+}
+
+/// The threshold of highest accuracy: swept over the midpoints between adjacent distinct
+/// scores (and just above the highest), the lowest such threshold on a tie. For tasks
+/// judged by accuracy (paraphrase pairs), where no FAR is the target.
+pub fn best_accuracy_threshold(positive: &[f64], negative: &[f64]) -> Result<f64, EvaluationError> {
+    check_both(positive, negative)?;
+    // (score, is_positive), ascending; at threshold t, pairs with score >= t are accepted.
+    let mut all: Vec<(f64, bool)> = positive
+        .iter()
+        .map(|&s| (s, true))
+        .chain(negative.iter().map(|&s| (s, false)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Threshold at the lowest score: everything accepted, correct = positives.
+    let mut correct = positive.len() as i64;
+    let (mut best, mut best_threshold) = (correct, all[0].0);
+    let mut i = 0;
+    while i < all.len() {
+        let score = all[i].0;
+        // Move every pair of this score below the threshold.
+        while i < all.len() && all[i].0 == score {
+            correct += if all[i].1 { -1 } else { 1 };
+            i += 1;
+        }
+        if correct > best {
+            best = correct;
+            best_threshold = match all.get(i) {
+                Some(&(next, _)) => (score + next) / 2.0,
+                None => score.next_up(),
+            };
+        }
+    }
+    Ok(best_threshold)
+}
+
 /// The standard normal quantile Φ⁻¹(p) (probit), the axis scale of DET plots.
 ///
 /// Acklam's rational approximation (relative error below 1.2e-9, plenty for plotting);
@@ -540,5 +608,23 @@ mod tests {
         assert_eq!(probit(0.0), f64::NEG_INFINITY);
         assert_eq!(probit(1.0), f64::INFINITY);
         assert!(probit(1.5).is_nan() && probit(-0.1).is_nan() && probit(f64::NAN).is_nan());
+    }
+
+    #[test]
+    fn the_best_accuracy_threshold_splits_where_most_pairs_are_right() {
+        // Sorted: n0.1 n0.3 p0.5 p0.6 p0.7 n0.8 p0.9: the best cut is between 0.3 and 0.5
+        // (6 of 7 right), found at their midpoint.
+        let positive = [0.5, 0.6, 0.7, 0.9];
+        let negative = [0.1, 0.3, 0.8];
+        let t = best_accuracy_threshold(&positive, &negative).expect("scores");
+        assert!((t - 0.4).abs() < 1e-12, "{t}");
+        let c = classification(&positive, &negative, t).expect("scores");
+        assert!((c.accuracy - 6.0 / 7.0).abs() < 1e-12);
+        assert!((c.precision - 0.8).abs() < 1e-12 && (c.recall - 1.0).abs() < 1e-12);
+        assert!((c.f1 - 1.6 / 1.8).abs() < 1e-12);
+        // All negatives above all positives: accepting everything (4 of 7) beats any cut.
+        let t = best_accuracy_threshold(&[0.1, 0.2, 0.3, 0.4], &[0.8, 0.9, 1.0]).expect("scores");
+        assert_eq!(t, 0.1);
+        assert!(best_accuracy_threshold(&[], &[0.5]).is_err());
     }
 }

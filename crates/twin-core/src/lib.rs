@@ -6,6 +6,7 @@ pub mod decision;
 pub mod error;
 pub mod evaluation;
 pub mod ids;
+pub mod input;
 pub mod manifest;
 pub mod metric;
 pub mod npy;

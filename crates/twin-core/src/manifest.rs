@@ -27,8 +27,11 @@ pub struct ModelManifest {
     pub trained: bool,
     #[serde(default)]
     pub description: String,
+    /// What the graph takes: an image or a text, and what that kind needs.
     pub input: InputSpec,
-    pub preprocess: PreprocessSpec,
+    /// How an image becomes the input tensor; required for image models, absent for text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<PreprocessSpec>,
     pub output: OutputSpec,
     /// The metric the model was trained for; the store's collection uses it.
     pub native_metric: Metric,
@@ -67,15 +70,168 @@ pub struct JointSpec {
     pub description: String,
 }
 
-/// The ONNX input tensor.
+/// What a model takes. In the manifest the `[input]` table's `kind` says which
+/// (`"image"` when absent, so image manifests written before text models stay valid).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputSpec {
+#[serde(try_from = "RawInput", into = "RawInput")]
+pub enum InputSpec {
+    Image(ImageInput),
+    Text(TextInput),
+}
+
+/// The two input kinds, for messages and checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    Image,
+    Text,
+}
+
+impl InputKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            InputKind::Image => "image",
+            InputKind::Text => "text",
+        }
+    }
+}
+
+impl std::fmt::Display for InputKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl InputSpec {
+    pub fn kind(&self) -> InputKind {
+        match self {
+            InputSpec::Image(_) => InputKind::Image,
+            InputSpec::Text(_) => InputKind::Text,
+        }
+    }
+}
+
+/// An image model's ONNX input tensor, `[N, channels, height, width]` f32.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageInput {
     pub name: String,
     /// Channels, height, width; the batch axis N is dynamic.
     pub channels: u32,
     pub height: u32,
     pub width: u32,
+}
+
+/// A text model's inputs: token ids from the model's own tokenizer, `[N, S]` i64 tensors
+/// with both axes dynamic (a batch is padded to its longest text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextInput {
+    /// The tokenizer file (Hugging Face `tokenizer.json`) in the model directory.
+    pub tokenizer: String,
+    /// Longest token sequence the graph takes; longer texts are truncated, and the answer
+    /// says so.
+    pub max_tokens: u32,
+    /// Graph input names.
+    pub input_ids: String,
+    pub attention_mask: String,
+    /// Present when the graph takes segment ids (BERT-style); all zeros for one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type_ids: Option<String>,
+}
+
+/// The `[input]` table as written: one flat table whose `kind` picks the fields that apply.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    channels: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokenizer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_ids: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attention_mask: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_type_ids: Option<String>,
+}
+
+impl TryFrom<RawInput> for InputSpec {
+    type Error = String;
+
+    fn try_from(raw: RawInput) -> Result<Self, String> {
+        fn need<T>(value: Option<T>, kind: &str, field: &str) -> Result<T, String> {
+            value.ok_or_else(|| format!("input: a {kind} input needs `{field}`"))
+        }
+        fn refuse<T>(value: &Option<T>, kind: &str, field: &str) -> Result<(), String> {
+            match value {
+                Some(_) => Err(format!("input: `{field}` does not apply to a {kind} input")),
+                None => Ok(()),
+            }
+        }
+        match raw.kind.as_deref().unwrap_or("image") {
+            "image" => {
+                refuse(&raw.tokenizer, "image", "tokenizer")?;
+                refuse(&raw.max_tokens, "image", "max_tokens")?;
+                refuse(&raw.input_ids, "image", "input_ids")?;
+                refuse(&raw.attention_mask, "image", "attention_mask")?;
+                refuse(&raw.token_type_ids, "image", "token_type_ids")?;
+                Ok(InputSpec::Image(ImageInput {
+                    name: need(raw.name, "image", "name")?,
+                    channels: need(raw.channels, "image", "channels")?,
+                    height: need(raw.height, "image", "height")?,
+                    width: need(raw.width, "image", "width")?,
+                }))
+            }
+            "text" => {
+                refuse(&raw.name, "text", "name")?;
+                refuse(&raw.channels, "text", "channels")?;
+                refuse(&raw.height, "text", "height")?;
+                refuse(&raw.width, "text", "width")?;
+                Ok(InputSpec::Text(TextInput {
+                    tokenizer: need(raw.tokenizer, "text", "tokenizer")?,
+                    max_tokens: need(raw.max_tokens, "text", "max_tokens")?,
+                    input_ids: need(raw.input_ids, "text", "input_ids")?,
+                    attention_mask: need(raw.attention_mask, "text", "attention_mask")?,
+                    token_type_ids: raw.token_type_ids,
+                }))
+            }
+            other => Err(format!(
+                "input.kind must be \"image\" or \"text\", got {other:?}"
+            )),
+        }
+    }
+}
+
+impl From<InputSpec> for RawInput {
+    fn from(spec: InputSpec) -> Self {
+        match spec {
+            // No `kind` for images: their manifests read exactly as before.
+            InputSpec::Image(i) => RawInput {
+                name: Some(i.name),
+                channels: Some(i.channels),
+                height: Some(i.height),
+                width: Some(i.width),
+                ..RawInput::default()
+            },
+            InputSpec::Text(t) => RawInput {
+                kind: Some("text".to_owned()),
+                tokenizer: Some(t.tokenizer),
+                max_tokens: Some(t.max_tokens),
+                input_ids: Some(t.input_ids),
+                attention_mask: Some(t.attention_mask),
+                token_type_ids: t.token_type_ids,
+                ..RawInput::default()
+            },
+        }
+    }
 }
 
 /// How an image becomes the input tensor (see `twin_core::preprocess`).
@@ -131,7 +287,32 @@ pub enum ManifestError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// Whether `file` names a file directly inside the model directory (no path, no `..`).
+fn plain_file_name(file: &str) -> bool {
+    !file.is_empty() && !file.contains(['/', '\\']) && file != ".." && file != "."
+}
+
 impl ModelManifest {
+    pub fn input_kind(&self) -> InputKind {
+        self.input.kind()
+    }
+
+    /// The image input and its preprocessing, for an image model (validated: both present).
+    pub fn image(&self) -> Option<(&ImageInput, &PreprocessSpec)> {
+        match (&self.input, &self.preprocess) {
+            (InputSpec::Image(input), Some(spec)) => Some((input, spec)),
+            _ => None,
+        }
+    }
+
+    /// The text input, for a text model.
+    pub fn text(&self) -> Option<&TextInput> {
+        match &self.input {
+            InputSpec::Text(t) => Some(t),
+            InputSpec::Image(_) => None,
+        }
+    }
+
     /// Reads `dir/manifest.toml` and checks it on its own terms.
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
@@ -172,21 +353,57 @@ impl ModelManifest {
                 self.id
             ));
         }
-        let i = &self.input;
-        if i.channels == 0 || i.height == 0 || i.width == 0 {
-            return Err(format!(
-                "input shape [N, {}, {}, {}] has a zero dimension",
-                i.channels, i.height, i.width
-            ));
+        match (&self.input, &self.preprocess) {
+            (InputSpec::Image(i), Some(spec)) => {
+                if i.channels == 0 || i.height == 0 || i.width == 0 {
+                    return Err(format!(
+                        "input shape [N, {}, {}, {}] has a zero dimension",
+                        i.channels, i.height, i.width
+                    ));
+                }
+                if spec.std <= 0.0 || !spec.std.is_finite() {
+                    return Err(format!("preprocess.std must be > 0, got {}", spec.std));
+                }
+            }
+            (InputSpec::Image(_), None) => {
+                return Err("an image model needs a [preprocess] table".to_owned());
+            }
+            (InputSpec::Text(_), Some(_)) => {
+                return Err(
+                    "[preprocess] applies to image models only; this one takes text".to_owned(),
+                );
+            }
+            (InputSpec::Text(t), None) => {
+                if !plain_file_name(&t.tokenizer) {
+                    return Err(format!(
+                        "input.tokenizer must name a file of the model directory, got {:?}",
+                        t.tokenizer
+                    ));
+                }
+                if t.max_tokens < 2 {
+                    return Err(format!(
+                        "input.max_tokens must be at least 2, got {}",
+                        t.max_tokens
+                    ));
+                }
+                let mut names = vec![&t.input_ids, &t.attention_mask];
+                names.extend(t.token_type_ids.as_ref());
+                if names.iter().any(|n| n.is_empty())
+                    || names
+                        .iter()
+                        .enumerate()
+                        .any(|(k, n)| names[..k].contains(n))
+                {
+                    return Err(
+                        "input.input_ids, attention_mask and token_type_ids must be \
+                                non-empty and distinct"
+                            .to_owned(),
+                    );
+                }
+            }
         }
         if self.output.embedding_size == 0 {
             return Err("output.embedding_size is 0".to_owned());
-        }
-        if self.preprocess.std <= 0.0 || !self.preprocess.std.is_finite() {
-            return Err(format!(
-                "preprocess.std must be > 0, got {}",
-                self.preprocess.std
-            ));
         }
         if !(self.default_target_far > 0.0 && self.default_target_far < 1.0) {
             return Err(format!(
@@ -205,10 +422,7 @@ impl ModelManifest {
             }
         }
         if let Some(joint) = &self.joint {
-            let plain = !joint.file.is_empty()
-                && !joint.file.contains(['/', '\\'])
-                && joint.file != ".."
-                && joint.file != ONNX_FILE;
+            let plain = plain_file_name(&joint.file) && joint.file != ONNX_FILE;
             if !plain {
                 return Err(format!(
                     "joint.file must name a file of the model directory other than {ONNX_FILE}, \

@@ -23,7 +23,7 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageReader};
 
 use crate::config::EmbedConfig;
-use crate::manifest::{InputSpec, PreprocessSpec};
+use crate::manifest::{ImageInput, PreprocessSpec};
 
 /// Limits on what an image may cost before and while it is decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,18 @@ pub enum PreprocessError {
     NoInk,
     #[error("model manifest gives unusable preprocessing parameters: {0}")]
     InvalidSpec(String),
+    #[error("text is empty (or only white space)")]
+    EmptyText,
+    #[error("text is {bytes} bytes, more than the limit of {max} bytes")]
+    TextTooLarge { bytes: usize, max: usize },
+    #[error("model {model} takes {expected} input, this request sent {sent}")]
+    WrongKind {
+        model: String,
+        expected: crate::manifest::InputKind,
+        sent: crate::manifest::InputKind,
+    },
+    #[error("cannot tokenize the text: {0}")]
+    Tokenizer(String),
 }
 
 /// Gray levels that must separate the mean of ink and the mean of paper; below this the
@@ -95,10 +107,10 @@ const MAX_TENSOR_ELEMENTS: u64 = 64 * 1024 * 1024;
 /// channel-major (CHW) order, ready to be stacked into an `[N, C, H, W]` batch.
 ///
 /// ```
-/// use twin_core::manifest::{InputSpec, PreprocessSpec};
+/// use twin_core::manifest::{ImageInput, PreprocessSpec};
 /// use twin_core::preprocess::{preprocess_image, ImageLimits, PreprocessError};
 ///
-/// let input = InputSpec { name: "image".into(), channels: 1, height: 32, width: 64 };
+/// let input = ImageInput { name: "image".into(), channels: 1, height: 32, width: 64 };
 /// let spec = PreprocessSpec { binarize: true, crop_to_ink: true, margin: 0.0, mean: 0.0, std: 1.0 };
 /// let err = preprocess_image(b"not an image", &spec, &input, &ImageLimits::default());
 /// assert!(matches!(err, Err(PreprocessError::UnsupportedFormat(_))));
@@ -106,7 +118,7 @@ const MAX_TENSOR_ELEMENTS: u64 = 64 * 1024 * 1024;
 pub fn preprocess_image(
     bytes: &[u8],
     spec: &PreprocessSpec,
-    input: &InputSpec,
+    input: &ImageInput,
     limits: &ImageLimits,
 ) -> Result<Vec<f32>, PreprocessError> {
     check_spec(spec, input)?;
@@ -211,7 +223,7 @@ fn to_gray_on_white(image: DynamicImage) -> GrayImage {
     }
 }
 
-fn check_spec(spec: &PreprocessSpec, input: &InputSpec) -> Result<(), PreprocessError> {
+fn check_spec(spec: &PreprocessSpec, input: &ImageInput) -> Result<(), PreprocessError> {
     let invalid = |m: String| Err(PreprocessError::InvalidSpec(m));
     if input.channels == 0 || input.height == 0 || input.width == 0 {
         return invalid(format!(
@@ -245,7 +257,7 @@ fn check_spec(spec: &PreprocessSpec, input: &InputSpec) -> Result<(), Preprocess
 pub fn preprocess_gray(
     gray: &GrayImage,
     spec: &PreprocessSpec,
-    input: &InputSpec,
+    input: &ImageInput,
 ) -> Result<Vec<f32>, PreprocessError> {
     check_spec(spec, input)?;
     let (w, h) = (gray.width as usize, gray.height as usize);
@@ -702,8 +714,8 @@ mod tests {
     use super::*;
     use image::{ImageFormat, Luma, Rgba};
 
-    fn input(height: u32, width: u32) -> InputSpec {
-        InputSpec {
+    fn input(height: u32, width: u32) -> ImageInput {
+        ImageInput {
             name: "image".into(),
             channels: 1,
             height,
@@ -982,7 +994,7 @@ mod tests {
             std: 0.25,
             ..spec()
         };
-        let input = InputSpec {
+        let input = ImageInput {
             channels: 3,
             ..input(16, 32)
         };

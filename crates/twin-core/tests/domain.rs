@@ -5,7 +5,7 @@ use twin_core::decision::{
     aggregate, decide, far_name, resolve_threshold, Aggregation, OperatingPoint, ThresholdChoice,
 };
 use twin_core::ids::{point_id, sha256_hex};
-use twin_core::manifest::ModelManifest;
+use twin_core::manifest::{InputKind, ModelManifest};
 use twin_core::Metric;
 
 fn points() -> Vec<OperatingPoint> {
@@ -157,10 +157,23 @@ fn manifest_loads_and_rejects_what_is_wrong() {
 
     std::fs::write(dir.path().join("manifest.toml"), MANIFEST).expect("write");
     let m = ModelManifest::load(dir.path()).expect("valid manifest");
-    assert_eq!(m.input.height, 80);
-    assert!(m.preprocess.binarize && m.preprocess.crop_to_ink);
-    assert_eq!(m.preprocess.std, 1.0);
+    let (input, preprocess) = m.image().expect("an image model");
+    assert_eq!(input.height, 80);
+    assert!(preprocess.binarize && preprocess.crop_to_ink);
+    assert_eq!(preprocess.std, 1.0);
     assert_eq!(m.operating_points[0].metric, Metric::Cosine);
+    assert_eq!(m.input_kind(), InputKind::Image);
+    // An image manifest written back reads as before: no `kind` key appears.
+    assert!(!m.to_toml().contains("kind"), "{}", m.to_toml());
+    assert_eq!(
+        toml::from_str::<ModelManifest>(&m.to_toml()).expect("round trip"),
+        m
+    );
+
+    let no_preprocess = MANIFEST.replace("[preprocess]\n", "");
+    std::fs::write(dir.path().join("manifest.toml"), no_preprocess).expect("write");
+    let err = ModelManifest::load(dir.path()).expect_err("image without preprocess");
+    assert!(err.to_string().contains("[preprocess]"), "{err}");
 
     let bad = MANIFEST.replace("embedding_size = 128", "embedding_size = 0");
     std::fs::write(dir.path().join("manifest.toml"), bad).expect("write");
@@ -170,6 +183,82 @@ fn manifest_loads_and_rejects_what_is_wrong() {
     let bad = MANIFEST.replace("id = \"0000", "id = \"zz00");
     std::fs::write(dir.path().join("manifest.toml"), bad).expect("write");
     assert!(ModelManifest::load(dir.path()).is_err());
+}
+
+const TEXT_MANIFEST: &str = r#"
+name = "paraphrase"
+version = "1"
+id = "0000000000000000000000000000000000000000000000000000000000000000"
+trained = true
+native_metric = "cosine"
+default_target_far = 0.01
+
+[input]
+kind = "text"
+tokenizer = "tokenizer.json"
+max_tokens = 256
+input_ids = "input_ids"
+attention_mask = "attention_mask"
+token_type_ids = "token_type_ids"
+
+[output]
+name = "embedding"
+embedding_size = 384
+l2_normalized = true
+"#;
+
+#[test]
+fn a_text_manifest_declares_its_tokenizer_and_refuses_image_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |text: &str| std::fs::write(dir.path().join("manifest.toml"), text).expect("write");
+    write(TEXT_MANIFEST);
+    let m = ModelManifest::load(dir.path()).expect("valid text manifest");
+    assert_eq!(m.input_kind(), InputKind::Text);
+    assert!(m.image().is_none());
+    let text = m.text().expect("a text model");
+    assert_eq!(text.max_tokens, 256);
+    assert_eq!(text.token_type_ids.as_deref(), Some("token_type_ids"));
+    assert_eq!(
+        toml::from_str::<ModelManifest>(&m.to_toml()).expect("round trip"),
+        m
+    );
+
+    // (change, what the error must name)
+    let refused = [
+        (
+            TEXT_MANIFEST.replace("kind = \"text\"", "kind = \"audio\""),
+            "input.kind",
+        ),
+        (
+            TEXT_MANIFEST.replace("tokenizer = \"tokenizer.json\"\n", ""),
+            "tokenizer",
+        ),
+        (
+            TEXT_MANIFEST.replace("tokenizer.json", "../tokenizer.json"),
+            "input.tokenizer",
+        ),
+        (
+            TEXT_MANIFEST.replace("max_tokens = 256", "max_tokens = 1"),
+            "max_tokens",
+        ),
+        (
+            TEXT_MANIFEST.replace("kind = \"text\"", "kind = \"text\"\nheight = 3"),
+            "height",
+        ),
+        (format!("{TEXT_MANIFEST}\n[preprocess]\n"), "[preprocess]"),
+        (
+            TEXT_MANIFEST.replace(
+                "attention_mask = \"attention_mask\"",
+                "attention_mask = \"input_ids\"",
+            ),
+            "distinct",
+        ),
+    ];
+    for (bad, names) in refused {
+        write(&bad);
+        let err = ModelManifest::load(dir.path()).expect_err(names);
+        assert!(err.to_string().contains(names), "{names}: {err}");
+    }
 }
 
 #[test]

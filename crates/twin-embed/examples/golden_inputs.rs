@@ -114,17 +114,13 @@ fn main() {
     let mut names = Vec::new();
     for (name, bytes) in &images {
         std::fs::write(golden.join("images").join(name), bytes).expect("write image");
-        let tensor = preprocess_image(
-            bytes,
-            &manifest.preprocess,
-            &manifest.input,
-            &ImageLimits::default(),
-        )
-        .unwrap_or_else(|e| panic!("preprocessing {name}: {e}"));
+        let (input, spec) = manifest.image().expect("the golden model takes images");
+        let tensor = preprocess_image(bytes, spec, input, &ImageLimits::default())
+            .unwrap_or_else(|e| panic!("preprocessing {name}: {e}"));
         tensors.extend(tensor);
         names.push(name.clone());
     }
-    let i = &manifest.input;
+    let (i, _) = manifest.image().expect("the golden model takes images");
     let shape = [
         names.len(),
         i.channels as usize,

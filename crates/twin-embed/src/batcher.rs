@@ -34,14 +34,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::EmbedError;
-use crate::session::ModelSession;
+use crate::session::{ModelSession, Prepared};
 
 /// Called once with the embeddings of a job's images, in order, or the error.
 pub(crate) type Reply = Box<dyn FnOnce(Result<Vec<Vec<f32>>, EmbedError>) + Send>;
 
-/// One caller's request: its images, one tensor each.
+/// One caller's request: its samples (images or texts), prepared.
 struct Job {
-    tensors: Vec<Vec<f32>>,
+    tensors: Vec<Prepared>,
     enqueued: Instant,
     reply: Reply,
 }
@@ -183,16 +183,17 @@ impl Shared {
         self.publish_outstanding(&queue);
     }
 
-    /// One ONNX run of `count` stacked images, counted and observed.
+    /// One ONNX run of prepared samples, counted and observed.
     fn run(
         &self,
         session: &mut ModelSession,
-        input: &[f32],
-        count: usize,
+        samples: &[&Prepared],
+        buffer: &mut Vec<f32>,
         express: bool,
     ) -> Result<Vec<f32>, EmbedError> {
         let started = Instant::now();
-        let result = session.run(input, count);
+        let count = samples.len();
+        let result = session.run_prepared(samples, buffer);
         self.count_run(BatchRun {
             images: count,
             express,
@@ -314,7 +315,7 @@ impl Batcher {
 
     /// Queues a job of images, one tensor each; `reply` is called from a session thread
     /// (or right here when the batcher is closed).
-    pub(crate) fn submit(&self, tensors: Vec<Vec<f32>>, reply: Reply) {
+    pub(crate) fn submit(&self, tensors: Vec<Prepared>, reply: Reply) {
         let count = tensors.len();
         let mut queue = self.shared.lock();
         if queue.closed {
@@ -457,11 +458,11 @@ pub(crate) struct ExpressRunner<'a> {
 
 impl ExpressRunner<'_> {
     /// One ONNX run of images, one tensor each: their embeddings, in order.
-    pub(crate) fn run(&mut self, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let slices: Vec<&[f32]> = tensors.iter().map(Vec::as_slice).collect();
-        let mut buffer = Vec::new();
-        let input = stack(&slices, &mut buffer);
-        let output = self.shared.run(self.session, input, tensors.len(), true)?;
+    pub(crate) fn run(&mut self, tensors: &[Prepared]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let samples: Vec<&Prepared> = tensors.iter().collect();
+        let output = self
+            .shared
+            .run(self.session, &samples, &mut Vec::new(), true)?;
         Ok(output
             .chunks_exact(self.shared.embedding_size)
             .map(<[f32]>::to_vec)
@@ -469,36 +470,18 @@ impl ExpressRunner<'_> {
     }
 }
 
-/// ONNX Runtime takes one contiguous batch: the images one after another in `buffer`,
-/// or a lone image as it is, without a copy.
-fn stack<'a>(tensors: &[&'a [f32]], buffer: &'a mut Vec<f32>) -> &'a [f32] {
-    if let [tensor] = tensors {
-        return tensor;
-    }
-    buffer.clear();
-    for tensor in tensors {
-        buffer.extend_from_slice(tensor);
-    }
-    buffer
-}
-
 fn session_loop(shared: &Shared, index: usize) {
     let mut buffer = Vec::new();
     while let Some(jobs) = shared.next_batch() {
         let count: usize = jobs.iter().map(Job::images).sum();
-        let tensors: Vec<&[f32]> = jobs
-            .iter()
-            .flat_map(|job| &job.tensors)
-            .map(Vec::as_slice)
-            .collect();
-        let input = stack(&tensors, &mut buffer);
+        let samples: Vec<&Prepared> = jobs.iter().flat_map(|job| &job.tensors).collect();
         // Free unless the express lane borrowed it: then this waits for that loan.
         let result = shared.run(
             &mut shared.slots[index]
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
-            input,
-            count,
+            &samples,
+            &mut buffer,
             false,
         );
         shared.finished(count);
@@ -541,7 +524,7 @@ mod tests {
 
     fn job(count: usize) -> Job {
         Job {
-            tensors: vec![Vec::new(); count],
+            tensors: vec![Prepared::Image(Vec::new()); count],
             enqueued: Instant::now(),
             reply: Box::new(|_| {}),
         }

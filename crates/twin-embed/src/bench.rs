@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::EmbedError;
-use crate::session::{ActiveProvider, PoolSize};
+use crate::session::{ActiveProvider, Batch, PoolSize, Prepared};
 use crate::Embedder;
 
 /// What to measure.
@@ -149,6 +149,13 @@ pub fn run_embed_bench(
     embedder: &Embedder,
     options: &BenchOptions,
 ) -> Result<BenchReport, EmbedError> {
+    if embedder.input_kind() != twin_core::manifest::InputKind::Image {
+        return Err(EmbedError::InvalidInput(format!(
+            "`twin bench embed` feeds synthetic image tensors; model {} takes text (measure \
+             it with `twin bench verify --model DIR`)",
+            embedder.manifest().name
+        )));
+    }
     let pool = embedder.pool();
     let seconds = Duration::from_secs_f64(options.seconds.max(0.1));
     let warmup = Duration::from_secs_f64((options.seconds / 5.0).clamp(0.1, 1.0));
@@ -165,8 +172,11 @@ pub fn run_embed_bench(
     let mut rows = Vec::new();
     for &size in &options.sizes {
         let size = size.max(1);
-        let batch: Vec<f32> = image.repeat(size);
-        raw.images_per_second(&batch, size, warmup)?;
+        let batch = Batch::Images {
+            values: image.repeat(size),
+            count: size,
+        };
+        raw.images_per_second(&batch, warmup)?;
         callers.block_on(batched_images_per_second(embedder, &image, size, warmup))?;
 
         // Alternate raw and batched slices and keep each one's best, so a burst of
@@ -174,7 +184,7 @@ pub fn run_embed_bench(
         let (mut raw_ips, mut batched_ips) = (0.0f64, 0.0f64);
         let before = embedder.stats();
         for _ in 0..rounds {
-            raw_ips = raw_ips.max(raw.images_per_second(&batch, size, slice)?);
+            raw_ips = raw_ips.max(raw.images_per_second(&batch, slice)?);
             batched_ips = batched_ips
                 .max(callers.block_on(batched_images_per_second(embedder, &image, size, slice))?);
         }
@@ -281,20 +291,20 @@ impl RawLane {
         self.shape
     }
 
-    /// Every session runs `batch` (`size` images stacked) back to back on its own
-    /// thread for `duration`; images per second over all sessions.
+    /// Every session runs `batch` back to back on its own thread for `duration`; samples
+    /// per second over all sessions.
     pub fn images_per_second(
         &mut self,
-        batch: &[f32],
-        size: usize,
+        batch: &Batch,
         duration: Duration,
     ) -> Result<f64, EmbedError> {
         let start = Instant::now();
         let deadline = start + duration;
+        let size = batch.len();
         let images = self.on_sessions(self.sessions.len(), |_, session| {
             let mut images = 0;
             while Instant::now() < deadline {
-                session.run(batch, size)?;
+                session.run_batch(batch)?;
                 images += size;
             }
             Ok(images)
@@ -302,40 +312,39 @@ impl RawLane {
         Ok(images.iter().sum::<usize>() as f64 / start.elapsed().as_secs_f64())
     }
 
-    /// The latency of embedding `size` stacked images, spread over `spread` of the
-    /// lane's sessions: one share each (a pair over two sessions: one image each), every
-    /// share run at the same time; with `spread` = 1, one run of the whole batch on one
-    /// session while the others idle. Runs back to back for `duration` (at least once),
-    /// cycling through `batches` (each `size` images stacked). Returns every run's time;
-    /// spread, that is a lower bound of the job's, which waits for its slowest share and
-    /// for the hand-off between threads.
+    /// The latency of embedding a batch, spread over `spread` of the lane's sessions:
+    /// one share each (a pair over two sessions: one sample each), every share run at the
+    /// same time; with `spread` = 1, one run of the whole batch on one session while the
+    /// others idle. Runs back to back for `duration` (at least once), cycling through
+    /// `batches` (all of one size). Returns every run's time; spread, that is a lower bound
+    /// of the job's, which waits for its slowest share and for the hand-off between
+    /// threads.
     pub fn run_times(
         &mut self,
-        batches: &[Vec<f32>],
-        size: usize,
+        batches: &[Batch],
         spread: usize,
         duration: Duration,
     ) -> Result<Vec<Duration>, EmbedError> {
-        let Some(image_len) = batches
-            .first()
-            .map(|b| b.len() / size.max(1))
-            .filter(|&n| n > 0)
-        else {
+        let Some(size) = batches.first().map(Batch::len).filter(|&n| n > 0) else {
             return Ok(Vec::new());
         };
         let shares = spread.min(self.sessions.len()).min(size).max(1);
         let per_share = size.div_ceil(shares);
+        // Each session's share of every batch, cut before the clock starts.
+        let parts: Vec<Vec<Batch>> = (0..shares)
+            .map(|index| {
+                batches
+                    .iter()
+                    .filter_map(|b| b.chunks(per_share).into_iter().nth(index))
+                    .collect()
+            })
+            .collect();
         let deadline = Instant::now() + duration;
         let times = self.on_sessions(shares, |index, session| {
-            // This session's share of every batch.
-            let parts: Vec<&[f32]> = batches
-                .iter()
-                .filter_map(|b| b.chunks(per_share * image_len).nth(index))
-                .collect();
             let mut times = Vec::new();
-            for part in parts.iter().cycle() {
+            for part in parts[index].iter().cycle() {
                 let started = Instant::now();
-                session.run(part, part.len() / image_len)?;
+                session.run_batch(part)?;
                 times.push(started.elapsed());
                 if Instant::now() >= deadline {
                     break;
@@ -390,7 +399,7 @@ async fn batched_images_per_second(
         tasks.spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
-                embedder.embed(image.clone()).await?;
+                embedder.embed(Prepared::Image(image.clone())).await?;
                 done += 1;
             }
             Ok::<u64, EmbedError>(done)

@@ -44,12 +44,12 @@ pub enum EmbedError {
     Closed,
 }
 
-/// Why [`crate::Embedder::embed_encoded`] failed: one of the images (by position), or the
+/// Why [`crate::Embedder::embed_inputs`] failed: one of the samples (by position), or the
 /// run itself.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EncodedError {
-    #[error("image {index}: {source}")]
-    Image {
+    #[error("input {index}: {source}")]
+    Input {
         index: usize,
         #[source]
         source: PreprocessError,

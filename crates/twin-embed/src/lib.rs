@@ -25,6 +25,7 @@ pub mod model;
 mod registry;
 pub mod runtime;
 pub mod session;
+pub mod text;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,7 +34,8 @@ use std::time::Duration;
 use rayon::prelude::*;
 use tokio::sync::oneshot;
 use twin_core::config::EmbedConfig;
-use twin_core::manifest::ModelManifest;
+use twin_core::input::Input;
+use twin_core::manifest::{InputKind, ModelManifest};
 use twin_core::preprocess::{preprocess_image, ImageLimits, PreprocessError};
 
 pub use batcher::{BatchObserver, BatchRun, BatcherStats};
@@ -41,7 +43,8 @@ pub use error::{EmbedError, EncodedError};
 pub use joint::JointHead;
 pub use model::ModelFiles;
 pub use registry::ModelRegistry;
-pub use session::{ActiveProvider, ModelSession, PoolSize};
+pub use session::{ActiveProvider, Batch, ModelSession, PoolSize, Prepared};
+pub use text::{TextTokenizer, Tokens};
 
 use batcher::Batcher;
 use helpers::{Helpers, HELPER_FAILED};
@@ -77,6 +80,8 @@ struct Inner {
     helpers: Helpers,
     /// The manifest's joint head, when it declares one.
     joint: Option<Arc<JointHead>>,
+    /// A text model's tokenizer.
+    tokenizer: Option<TextTokenizer>,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -95,6 +100,13 @@ impl Embedder {
     pub fn load(dir: &Path, config: &EmbedConfig) -> Result<Self, EmbedError> {
         let runtime = runtime::runtime(&config.ort_library)?;
         let model = ModelFiles::load(dir)?;
+        let tokenizer = match model.manifest.text() {
+            Some(text) => Some(TextTokenizer::load(
+                &model.dir.join(&text.tokenizer),
+                text.max_tokens as usize,
+            )?),
+            None => None,
+        };
         let (mut first, provider) = ModelSession::create_first(
             runtime,
             &model,
@@ -108,7 +120,7 @@ impl Embedder {
         } else {
             tracing::warn!(model = %model.manifest.name, provider = provider.name, reason = %provider.reason, "embedding provider chosen");
         }
-        probe(&mut first, &model)?;
+        probe(&mut first, &model, tokenizer.as_ref())?;
 
         let mut sessions = vec![first];
         for _ in 1..pool.sessions {
@@ -152,6 +164,7 @@ impl Embedder {
             inner: Arc::new(Inner {
                 helpers,
                 joint,
+                tokenizer,
                 limits: ImageLimits::from(config),
                 model,
                 provider,
@@ -218,16 +231,72 @@ impl Embedder {
         .map_err(|e| EmbedError::Inference(format!("the joint head's task failed: {e}")))?
     }
 
-    /// Number of f32 values of one preprocessed image (C·H·W).
+    /// Number of f32 values of one preprocessed image (C·H·W); 0 for a text model.
     pub fn tensor_len(&self) -> usize {
         self.inner.model.tensor_len()
+    }
+
+    /// What the model takes: images or texts.
+    pub fn input_kind(&self) -> InputKind {
+        self.inner.model.manifest.input_kind()
+    }
+
+    /// A text model's longest token sequence (`input.max_tokens`); `None` for images.
+    pub fn max_tokens(&self) -> Option<usize> {
+        self.inner.tokenizer.as_ref().map(TextTokenizer::max_tokens)
+    }
+
+    fn wrong_kind(&self, sent: InputKind) -> PreprocessError {
+        PreprocessError::WrongKind {
+            model: self.inner.model.manifest.name.clone(),
+            expected: self.input_kind(),
+            sent,
+        }
     }
 
     /// The model's preprocessing of one encoded image (CPU-heavy: call it off the async
     /// executor, as [`Embedder::embed_image`] does).
     pub fn preprocess(&self, image: &[u8]) -> Result<Vec<f32>, PreprocessError> {
         let m = &self.inner.model.manifest;
-        preprocess_image(image, &m.preprocess, &m.input, &self.inner.limits)
+        let (input, spec) = m.image().ok_or_else(|| self.wrong_kind(InputKind::Image))?;
+        preprocess_image(image, spec, input, &self.inner.limits)
+    }
+
+    /// A text model's tokenizing of one text: refuses an empty (or blank) text and one over
+    /// `embed.max_text_bytes`; cuts the tokens at `max_tokens` and says so in `truncated`.
+    pub fn tokenize(&self, text: &str) -> Result<Tokens, PreprocessError> {
+        let tokenizer = self
+            .inner
+            .tokenizer
+            .as_ref()
+            .ok_or_else(|| self.wrong_kind(InputKind::Text))?;
+        if text.trim().is_empty() {
+            return Err(PreprocessError::EmptyText);
+        }
+        let max = self.inner.config.max_text_bytes;
+        if text.len() > max {
+            return Err(PreprocessError::TextTooLarge {
+                bytes: text.len(),
+                max,
+            });
+        }
+        tokenizer.tokenize(text)
+    }
+
+    /// One sample made ready for the graph, whichever its kind; the other kind is refused.
+    pub fn prepare(&self, input: &Input) -> Result<Prepared, PreprocessError> {
+        match input {
+            Input::Image(bytes) => self.preprocess(bytes).map(Prepared::Image),
+            Input::Text(text) => self.tokenize(text).map(|t| Prepared::Text(t.ids)),
+        }
+    }
+
+    /// [`Embedder::prepare`] of many samples, spread over the helper threads; results in
+    /// input order. Blocking: call it from a blocking task or thread.
+    pub fn prepare_many(&self, inputs: &[Input]) -> Vec<Result<Prepared, PreprocessError>> {
+        self.inner
+            .helpers
+            .install(|| inputs.par_iter().map(|i| self.prepare(i)).collect())
     }
 
     /// [`Embedder::preprocess`] of many images, spread over the helper threads; results
@@ -244,6 +313,25 @@ impl Embedder {
         })
     }
 
+    /// What an answer says when the text in request field `which` is longer than the
+    /// model's `max_tokens` and was embedded truncated; `None` for images and texts that
+    /// fit. (Tokenizing again costs microseconds beside the embedding.)
+    pub fn truncation_warning(&self, which: &str, input: &Input) -> Option<String> {
+        let (Some(tokenizer), Input::Text(text)) = (self.inner.tokenizer.as_ref(), input) else {
+            return None;
+        };
+        match tokenizer.tokenize(text) {
+            Ok(tokens) if tokens.truncated => Some(format!(
+                "{which}: the text is longer than model {}'s {} tokens; only its first {} \
+                 tokens were embedded",
+                self.inner.model.manifest.name,
+                tokenizer.max_tokens(),
+                tokenizer.max_tokens()
+            )),
+            _ => None,
+        }
+    }
+
     /// A new session on the same model and provider with `intra_threads` threads, outside
     /// the pool (the benchmarks' raw baselines).
     pub fn standalone_session(&self, intra_threads: usize) -> Result<ModelSession, EmbedError> {
@@ -255,19 +343,26 @@ impl Embedder {
         )
     }
 
-    /// Embeds one preprocessed image through the micro-batcher.
-    pub async fn embed(&self, tensor: Vec<f32>) -> Result<Vec<f32>, EmbedError> {
-        single(self.embed_together(vec![tensor]).await)
+    /// Embeds one prepared sample through the micro-batcher.
+    pub async fn embed(&self, sample: Prepared) -> Result<Vec<f32>, EmbedError> {
+        single(self.embed_together(vec![sample]).await)
     }
 
-    /// Decodes, preprocesses and embeds encoded images as ONE job, in order (a
-    /// verification pair, a probe). A caller that finds the batcher idle takes the
-    /// express lane: the job goes to the helper threads, which borrow the idle sessions
-    /// and give each its share of the images (a pair: one image per session) to
-    /// preprocess and embed at once — with single-threaded sessions a pair costs one
-    /// image's time. Otherwise the images are preprocessed on the blocking pool and join
-    /// the micro-batcher's queue. Must be called within a tokio runtime.
+    /// Decodes, preprocesses and embeds encoded images as ONE job
+    /// ([`Embedder::embed_inputs`] of images).
     pub async fn embed_encoded(&self, images: Vec<Vec<u8>>) -> Result<Vec<Vec<f32>>, EncodedError> {
+        self.embed_inputs(images.into_iter().map(Input::Image).collect())
+            .await
+    }
+
+    /// Prepares (decodes and preprocesses an image, tokenizes a text) and embeds samples
+    /// as ONE job, in order (a verification pair, a probe). A caller that finds the
+    /// batcher idle takes the express lane: the job goes to the helper threads, which
+    /// borrow the idle sessions and give each its share of the samples (a pair: one per
+    /// session) to prepare and embed at once — with single-threaded sessions a pair costs
+    /// one sample's time. Otherwise the samples are prepared on the blocking pool and join
+    /// the micro-batcher's queue. Must be called within a tokio runtime.
+    pub async fn embed_inputs(&self, images: Vec<Input>) -> Result<Vec<Vec<f32>>, EncodedError> {
         self.check_job_size(images.len())?;
         let images = if self.inner.batcher.is_idle() {
             let (tx, rx) = oneshot::channel();
@@ -292,8 +387,8 @@ impl Embedder {
         Ok(self.embed_together(tensors).await?)
     }
 
-    fn preprocess_job(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, EncodedError> {
-        label_by_position(images.iter().map(|image| self.preprocess(image)))
+    fn preprocess_job(&self, inputs: &[Input]) -> Result<Vec<Prepared>, EncodedError> {
+        label_by_position(inputs.iter().map(|input| self.prepare(input)))
     }
 
     /// The express lane, on a helper thread: borrows the idle sessions, preprocesses the
@@ -301,11 +396,11 @@ impl Embedder {
     /// [`Express::Busy`] when the sessions are no longer idle. Every image is
     /// preprocessed before any session runs, so that a bad image fails the job without
     /// costing an inference.
-    fn try_express(&self, images: Vec<Vec<u8>>) -> Express {
+    fn try_express(&self, images: Vec<Input>) -> Express {
         let Some(mut loan) = self.inner.batcher.express(images.len()) else {
             return Express::Busy(images);
         };
-        let tensors = match label_by_position(self.preprocess_many(&images)) {
+        let tensors = match label_by_position(self.prepare_many(&images)) {
             Ok(tensors) => tensors,
             Err(error) => return Express::Done(Err(error)),
         };
@@ -339,7 +434,7 @@ impl Embedder {
     }
 
     /// Queues one job; the receiver gets its answer, awaited or received blocking.
-    fn submit(&self, tensors: Vec<Vec<f32>>) -> oneshot::Receiver<JobResult> {
+    fn submit(&self, tensors: Vec<Prepared>) -> oneshot::Receiver<JobResult> {
         let (tx, rx) = oneshot::channel();
         self.inner.batcher.submit(
             tensors,
@@ -350,13 +445,13 @@ impl Embedder {
         rx
     }
 
-    /// Embeds preprocessed images as ONE batcher job, in order: they share one ONNX run
-    /// (with whatever other callers' images fit beside them), so a caller with several
-    /// images (a verification pair) waits for one run, not one per image, and never
-    /// for batch-mates of its own. At most [`Embedder::max_batch`] images.
+    /// Embeds prepared samples as ONE batcher job, in order: they share one ONNX run
+    /// (with whatever other callers' samples fit beside them), so a caller with several
+    /// (a verification pair) waits for one run, not one per sample, and never for
+    /// batch-mates of its own. At most [`Embedder::max_batch`] samples.
     pub async fn embed_together(
         &self,
-        tensors: Vec<Vec<f32>>,
+        tensors: Vec<Prepared>,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let count = tensors.len();
         self.check_job_size(count)?;
@@ -369,17 +464,23 @@ impl Embedder {
     /// Decodes, preprocesses and embeds one encoded image ([`Embedder::embed_encoded`]);
     /// a bad image fails here, alone. Must be called within a tokio runtime.
     pub async fn embed_image(&self, image: Vec<u8>) -> Result<Vec<f32>, EmbedError> {
-        let embedded = self.embed_encoded(vec![image]).await.map_err(|e| match e {
-            EncodedError::Image { source, .. } => EmbedError::Preprocess(source),
+        self.embed_input(Input::Image(image)).await
+    }
+
+    /// Prepares and embeds one sample ([`Embedder::embed_inputs`]); a bad one fails here,
+    /// alone. Must be called within a tokio runtime.
+    pub async fn embed_input(&self, input: Input) -> Result<Vec<f32>, EmbedError> {
+        let embedded = self.embed_inputs(vec![input]).await.map_err(|e| match e {
+            EncodedError::Input { source, .. } => EmbedError::Preprocess(source),
             EncodedError::Embed(e) => e,
         });
         single(embedded)
     }
 
-    /// Embeds preprocessed images synchronously, in order, through the same batcher and
+    /// Embeds prepared samples synchronously, in order, through the same batcher and
     /// sessions (batches larger than `max_batch` are split). Blocks the calling thread:
     /// call it from a worker thread or `spawn_blocking`, never on the async executor.
-    pub fn embed_batch(&self, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    pub fn embed_batch(&self, tensors: &[Prepared]) -> Result<Vec<Vec<f32>>, EmbedError> {
         for tensor in tensors {
             self.check_len(tensor)?;
         }
@@ -394,20 +495,38 @@ impl Embedder {
         Ok(out)
     }
 
-    fn check_len(&self, tensor: &[f32]) -> Result<(), EmbedError> {
-        let expected = self.tensor_len();
-        if tensor.len() != expected {
-            let i = &self.inner.model.manifest.input;
-            return Err(EmbedError::InvalidInput(format!(
-                "tensor has {} values, model {:?} takes [{}, {}, {}] = {expected}",
-                tensor.len(),
-                self.inner.model.manifest.name,
-                i.channels,
-                i.height,
-                i.width
-            )));
+    /// Checks a prepared sample fits the model: an image tensor of C·H·W values, or
+    /// 1 to `max_tokens` token ids.
+    fn check_len(&self, sample: &Prepared) -> Result<(), EmbedError> {
+        let m = &self.inner.model.manifest;
+        match (sample, m.image(), self.max_tokens()) {
+            (Prepared::Image(tensor), Some((i, _)), _) => {
+                let expected = self.tensor_len();
+                if tensor.len() != expected {
+                    return Err(EmbedError::InvalidInput(format!(
+                        "tensor has {} values, model {:?} takes [{}, {}, {}] = {expected}",
+                        tensor.len(),
+                        m.name,
+                        i.channels,
+                        i.height,
+                        i.width
+                    )));
+                }
+                Ok(())
+            }
+            (Prepared::Text(ids), _, Some(max)) => {
+                if ids.is_empty() || ids.len() > max {
+                    return Err(EmbedError::InvalidInput(format!(
+                        "{} token ids; model {:?} takes 1 to {max}",
+                        ids.len(),
+                        m.name
+                    )));
+                }
+                Ok(())
+            }
+            (Prepared::Image(_), ..) => Err(self.wrong_kind(InputKind::Image).into()),
+            (Prepared::Text(_), ..) => Err(self.wrong_kind(InputKind::Text).into()),
         }
-        Ok(())
     }
 
     /// The configuration the embedder was loaded with.
@@ -419,8 +538,8 @@ impl Embedder {
 /// What the express lane did with a job.
 enum Express {
     Done(Result<Vec<Vec<f32>>, EncodedError>),
-    /// The sessions were busy by the time the helper looked: the images, to be queued.
-    Busy(Vec<Vec<u8>>),
+    /// The sessions were busy by the time the helper looked: the samples, to be queued.
+    Busy(Vec<Input>),
 }
 
 /// The embeddings of one batcher job, in order.
@@ -429,12 +548,12 @@ type JobResult = Result<Vec<Vec<f32>>, EmbedError>;
 /// Preprocessing results of a job's images, the first failure labelled with its image's
 /// position.
 fn label_by_position(
-    results: impl IntoIterator<Item = Result<Vec<f32>, PreprocessError>>,
-) -> Result<Vec<Vec<f32>>, EncodedError> {
+    results: impl IntoIterator<Item = Result<Prepared, PreprocessError>>,
+) -> Result<Vec<Prepared>, EncodedError> {
     results
         .into_iter()
         .enumerate()
-        .map(|(index, tensor)| tensor.map_err(|source| EncodedError::Image { index, source }))
+        .map(|(index, sample)| sample.map_err(|source| EncodedError::Input { index, source }))
         .collect()
 }
 
@@ -444,15 +563,29 @@ fn single(result: JobResult) -> Result<Vec<f32>, EmbedError> {
         .ok_or_else(|| EmbedError::Inference("the batch returned no embedding".to_owned()))
 }
 
-/// Runs one deterministic image through the first session: checks the output is finite
-/// and, when the manifest says so, L2-normalized; warms the session up.
-fn probe(session: &mut ModelSession, model: &ModelFiles) -> Result<(), EmbedError> {
-    let tensor: Vec<f32> = (0..model.tensor_len())
-        .map(|i| ((i * 7919) % 101) as f32 / 100.0)
-        .collect();
-    let output = session.run(&tensor, 1)?;
+/// Runs one deterministic sample (an image, or a sentence through the tokenizer) through
+/// the first session: checks the output is finite and, when the manifest says so,
+/// L2-normalized; warms the session up.
+fn probe(
+    session: &mut ModelSession,
+    model: &ModelFiles,
+    tokenizer: Option<&TextTokenizer>,
+) -> Result<(), EmbedError> {
+    let sample = match tokenizer {
+        Some(tokenizer) => Prepared::Text(
+            tokenizer
+                .tokenize("A probe sentence checks the graph once at load.")?
+                .ids,
+        ),
+        None => Prepared::Image(
+            (0..model.tensor_len())
+                .map(|i| ((i * 7919) % 101) as f32 / 100.0)
+                .collect(),
+        ),
+    };
+    let output = session.run_prepared(&[&sample], &mut Vec::new())?;
     if output.iter().any(|v| !v.is_finite()) {
-        return Err(model.error("the graph outputs non-finite values for a probe image".into()));
+        return Err(model.error("the graph outputs non-finite values for a probe sample".into()));
     }
     if model.manifest.output.l2_normalized {
         let norm = output.iter().map(|v| v * v).sum::<f32>().sqrt();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ort::session::Session;
 use ort::value::ValueType;
 use twin_core::ids::sha256_hex;
-use twin_core::manifest::{ModelManifest, ONNX_FILE};
+use twin_core::manifest::{ImageInput, InputSpec, ModelManifest, TextInput, ONNX_FILE};
 
 use crate::error::EmbedError;
 
@@ -57,35 +57,88 @@ impl ModelFiles {
         }
     }
 
-    /// Number of f32 values of one input image (C·H·W).
+    /// Number of f32 values of one input image (C·H·W); 0 for a text model.
     pub fn tensor_len(&self) -> usize {
-        let i = &self.manifest.input;
-        i.channels as usize * i.height as usize * i.width as usize
+        match &self.manifest.input {
+            InputSpec::Image(i) => i.channels as usize * i.height as usize * i.width as usize,
+            InputSpec::Text(_) => 0,
+        }
     }
 
     pub fn embedding_size(&self) -> usize {
         self.manifest.output.embedding_size as usize
     }
 
-    /// Checks the session's graph against the manifest: one f32 input named as the
-    /// manifest says, of rank 4 `[N, C, H, W]` with a dynamic batch axis and C, H, W as
-    /// stated (or dynamic); an f32 output of rank 2 `[N, D]` with D = embedding size.
+    /// Checks the session's graph against the manifest: the inputs of the model's kind
+    /// ([`Self::check_image_input`], [`Self::check_text_inputs`]); an f32 output of rank 2
+    /// `[N, D]` with D = embedding size.
     pub fn check_graph(&self, session: &Session) -> Result<(), EmbedError> {
         let m = &self.manifest;
+        match &m.input {
+            InputSpec::Image(input) => self.check_image_input(session, input)?,
+            InputSpec::Text(text) => self.check_text_inputs(session, text)?,
+        }
+        self.check_output(session)
+    }
+
+    /// A text model's graph takes exactly the manifest's named inputs, each an i64 tensor
+    /// `[N, S]` with both axes dynamic (batches are padded to their longest text).
+    fn check_text_inputs(&self, session: &Session, text: &TextInput) -> Result<(), EmbedError> {
+        let mut wanted = vec![text.input_ids.as_str(), text.attention_mask.as_str()];
+        wanted.extend(text.token_type_ids.as_deref());
+        let names: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
+        let mut sorted_names = names.clone();
+        sorted_names.sort_unstable();
+        let mut sorted_wanted = wanted.clone();
+        sorted_wanted.sort_unstable();
+        if sorted_names != sorted_wanted {
+            return Err(self.error(format!(
+                "the graph's inputs are {names:?} but the manifest names {wanted:?} \
+                 (input.input_ids, attention_mask, token_type_ids)"
+            )));
+        }
+        for input in session.inputs() {
+            let dims = match input.dtype() {
+                ValueType::Tensor { ty, shape, .. }
+                    if *ty == ort::value::TensorElementType::Int64 =>
+                {
+                    shape.iter().copied().collect::<Vec<i64>>()
+                }
+                _ => {
+                    return Err(self.error(format!(
+                        "input {:?} is not an i64 tensor; token ids and masks are int64",
+                        input.name()
+                    )))
+                }
+            };
+            if dims.len() != 2 || dims.iter().any(|&d| d > 0) {
+                return Err(self.error(format!(
+                    "input {:?} has shape {dims:?}; a text input is [N, S] with both axes \
+                     dynamic",
+                    input.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// An image model's graph takes one f32 input named as the manifest says, of rank 4
+    /// `[N, C, H, W]` with a dynamic batch axis and C, H, W as stated (or dynamic).
+    fn check_image_input(&self, session: &Session, image: &ImageInput) -> Result<(), EmbedError> {
         let inputs = session.inputs();
         let [input] = inputs else {
             let names: Vec<&str> = inputs.iter().map(|o| o.name()).collect();
             return Err(self.error(format!(
                 "the graph has {} inputs {names:?}; the contract needs exactly one, {:?}",
                 inputs.len(),
-                m.input.name
+                image.name
             )));
         };
-        if input.name() != m.input.name {
+        if input.name() != image.name {
             return Err(self.error(format!(
                 "the graph's input is named {:?} but the manifest says input.name = {:?}",
                 input.name(),
-                m.input.name
+                image.name
             )));
         }
         let dims = f32_tensor_dims(input.dtype())
@@ -104,7 +157,7 @@ impl ModelFiles {
                 dims[0]
             )));
         }
-        let expected = [m.input.channels, m.input.height, m.input.width];
+        let expected = [image.channels, image.height, image.width];
         for ((axis, &got), want) in ["C", "H", "W"].iter().zip(&dims[1..]).zip(expected) {
             if got > 0 && got != i64::from(want) {
                 return Err(self.error(format!(
@@ -117,7 +170,11 @@ impl ModelFiles {
                 )));
             }
         }
+        Ok(())
+    }
 
+    fn check_output(&self, session: &Session) -> Result<(), EmbedError> {
+        let m = &self.manifest;
         let output = session
             .outputs()
             .iter()

@@ -9,6 +9,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use serde::Serialize;
 use twin_core::config::{EmbedConfig, ProviderChoice};
+use twin_core::manifest::InputSpec;
 
 use crate::error::EmbedError;
 use crate::model::ModelFiles;
@@ -87,20 +88,38 @@ impl PoolSize {
     }
 }
 
+/// One sample made ready for the graph: an image's tensor (C·H·W f32 values, CHW order)
+/// or a text's token ids. Samples of one model are all of its input kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    Image(Vec<f32>),
+    Text(Vec<i64>),
+}
+
+/// The graph's inputs as the manifest names them.
+enum GraphInputs {
+    /// One `[N, C, H, W]` f32 tensor.
+    Image { name: String, dims: [usize; 3] },
+    /// `[N, S]` i64 tensors: token ids, the attention mask and, when the graph takes them,
+    /// segment ids (all 0: one sentence per sample).
+    Text {
+        input_ids: String,
+        attention_mask: String,
+        token_type_ids: Option<String>,
+    },
+}
+
 /// One ONNX session of a model; `run` takes `&mut self` as ONNX Runtime requires.
 pub struct ModelSession {
     session: Session,
-    input_name: String,
+    inputs: GraphInputs,
     output_name: String,
-    /// [C, H, W] of one image.
-    image_dims: [usize; 3],
     embedding_size: usize,
 }
 
 impl std::fmt::Debug for ModelSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModelSession")
-            .field("input", &self.input_name)
             .field("output", &self.output_name)
             .finish_non_exhaustive()
     }
@@ -168,20 +187,68 @@ impl ModelSession {
     }
 
     fn wrap(session: Session, model: &ModelFiles) -> Self {
-        let i = &model.manifest.input;
+        let inputs = match &model.manifest.input {
+            InputSpec::Image(i) => GraphInputs::Image {
+                name: i.name.clone(),
+                dims: [i.channels as usize, i.height as usize, i.width as usize],
+            },
+            InputSpec::Text(t) => GraphInputs::Text {
+                input_ids: t.input_ids.clone(),
+                attention_mask: t.attention_mask.clone(),
+                token_type_ids: t.token_type_ids.clone(),
+            },
+        };
         Self {
             session,
-            input_name: i.name.clone(),
+            inputs,
             output_name: model.manifest.output.name.clone(),
-            image_dims: [i.channels as usize, i.height as usize, i.width as usize],
             embedding_size: model.embedding_size(),
+        }
+    }
+
+    /// Runs prepared samples as one batch; returns their embeddings, count·D values in
+    /// order, exactly as the graph produced them. Images are stacked (a lone one without a
+    /// copy, `buffer` holds the stack); texts are padded to the longest one of the batch.
+    pub fn run_prepared(
+        &mut self,
+        samples: &[&Prepared],
+        buffer: &mut Vec<f32>,
+    ) -> Result<Vec<f32>, EmbedError> {
+        match samples.first() {
+            Some(Prepared::Image(_)) => {
+                let mut tensors = Vec::with_capacity(samples.len());
+                for sample in samples {
+                    match sample {
+                        Prepared::Image(tensor) => tensors.push(tensor.as_slice()),
+                        Prepared::Text(_) => return Err(mixed_kinds()),
+                    }
+                }
+                let input = stack(&tensors, buffer);
+                self.run(input, samples.len())
+            }
+            Some(Prepared::Text(_)) => {
+                let mut texts = Vec::with_capacity(samples.len());
+                for sample in samples {
+                    match sample {
+                        Prepared::Text(ids) => texts.push(ids.as_slice()),
+                        Prepared::Image(_) => return Err(mixed_kinds()),
+                    }
+                }
+                self.run_texts(&texts)
+            }
+            None => Err(EmbedError::InvalidInput("an empty batch".to_owned())),
         }
     }
 
     /// Runs `count` images stacked in `input` (count·C·H·W values); returns count·D
     /// values, exactly as the graph produced them.
     pub fn run(&mut self, input: &[f32], count: usize) -> Result<Vec<f32>, EmbedError> {
-        let [c, h, w] = self.image_dims;
+        let GraphInputs::Image { name, dims } = &self.inputs else {
+            return Err(EmbedError::InvalidInput(
+                "this model takes text, not image tensors".to_owned(),
+            ));
+        };
+        let [c, h, w] = *dims;
         if count == 0 || input.len() != count * c * h * w {
             return Err(EmbedError::InvalidInput(format!(
                 "{} values do not make {count} images of [{c}, {h}, {w}]",
@@ -192,22 +259,183 @@ impl ModelSession {
             .map_err(|e| EmbedError::Inference(e.to_string()))?;
         let outputs = self
             .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .run(ort::inputs![name.as_str() => tensor])
             .map_err(|e| EmbedError::Inference(e.to_string()))?;
-        let value = outputs.get(&self.output_name).ok_or_else(|| {
-            EmbedError::Inference(format!("the run produced no output {:?}", self.output_name))
-        })?;
+        extract(&outputs, &self.output_name, count, self.embedding_size)
+    }
+
+    /// Runs token-id sequences as one batch, padded with 0 (and mask 0) to the longest;
+    /// returns count·D values. Padding to the batch's longest, not to the model's
+    /// maximum, is what keeps short sentences cheap.
+    pub fn run_texts(&mut self, texts: &[&[i64]]) -> Result<Vec<f32>, EmbedError> {
+        let GraphInputs::Text {
+            input_ids,
+            attention_mask,
+            token_type_ids,
+        } = &self.inputs
+        else {
+            return Err(EmbedError::InvalidInput(
+                "this model takes image tensors, not text".to_owned(),
+            ));
+        };
+        let count = texts.len();
+        let longest = texts.iter().map(|t| t.len()).max().unwrap_or(0);
+        if count == 0 || longest == 0 {
+            return Err(EmbedError::InvalidInput(
+                "a text batch needs at least one token in each text".to_owned(),
+            ));
+        }
+        let mut ids = vec![0i64; count * longest];
+        let mut mask = vec![0i64; count * longest];
+        for (row, text) in texts.iter().enumerate() {
+            ids[row * longest..][..text.len()].copy_from_slice(text);
+            mask[row * longest..][..text.len()].fill(1);
+        }
+        let shape = [count, longest];
+        let mut feed = ort::inputs![
+            input_ids.as_str() => id_tensor(shape, &ids)?,
+            attention_mask.as_str() => id_tensor(shape, &mask)?,
+        ];
+        let segments = vec![0i64; count * longest];
+        if let Some(name) = token_type_ids {
+            feed.push((name.as_str().into(), id_tensor(shape, &segments)?.into()));
+        }
+        let outputs = self
+            .session
+            .run(feed)
+            .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        extract(&outputs, &self.output_name, count, self.embedding_size)
+    }
+}
+
+/// Samples made into one run's input ahead of time (the benchmarks' raw baselines run the
+/// same batch again and again): images stacked, texts kept apart (padded at each run,
+/// as the batcher's runs are).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Batch {
+    Images { values: Vec<f32>, count: usize },
+    Texts(Vec<Vec<i64>>),
+}
+
+impl Batch {
+    /// The samples as one batch; all of one kind, at least one.
+    pub fn of(samples: &[Prepared]) -> Result<Self, EmbedError> {
+        match samples.first() {
+            Some(Prepared::Image(_)) => {
+                let mut values = Vec::new();
+                for sample in samples {
+                    let Prepared::Image(tensor) = sample else {
+                        return Err(mixed_kinds());
+                    };
+                    values.extend_from_slice(tensor);
+                }
+                Ok(Batch::Images {
+                    values,
+                    count: samples.len(),
+                })
+            }
+            Some(Prepared::Text(_)) => samples
+                .iter()
+                .map(|sample| match sample {
+                    Prepared::Text(ids) => Ok(ids.clone()),
+                    Prepared::Image(_) => Err(mixed_kinds()),
+                })
+                .collect::<Result<_, _>>()
+                .map(Batch::Texts),
+            None => Err(EmbedError::InvalidInput("an empty batch".to_owned())),
+        }
+    }
+
+    /// Samples in the batch.
+    pub fn len(&self) -> usize {
+        match self {
+            Batch::Images { count, .. } => *count,
+            Batch::Texts(texts) => texts.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch cut into consecutive parts of at most `size` samples.
+    pub fn chunks(&self, size: usize) -> Vec<Batch> {
+        let size = size.max(1);
+        match self {
+            Batch::Images { values, count } => {
+                let per = values.len() / (*count).max(1);
+                values
+                    .chunks(size * per.max(1))
+                    .map(|part| Batch::Images {
+                        values: part.to_vec(),
+                        count: part.len() / per.max(1),
+                    })
+                    .collect()
+            }
+            Batch::Texts(texts) => texts
+                .chunks(size)
+                .map(|c| Batch::Texts(c.to_vec()))
+                .collect(),
+        }
+    }
+}
+
+impl ModelSession {
+    /// One run of a prepared [`Batch`]; count·D values.
+    pub fn run_batch(&mut self, batch: &Batch) -> Result<Vec<f32>, EmbedError> {
+        match batch {
+            Batch::Images { values, count } => self.run(values, *count),
+            Batch::Texts(texts) => {
+                let slices: Vec<&[i64]> = texts.iter().map(Vec::as_slice).collect();
+                self.run_texts(&slices)
+            }
+        }
+    }
+}
+
+/// An `[N, S]` i64 tensor viewing `values`.
+fn id_tensor(shape: [usize; 2], values: &[i64]) -> Result<TensorRef<'_, i64>, EmbedError> {
+    TensorRef::from_array_view((shape, values)).map_err(|e| EmbedError::Inference(e.to_string()))
+}
+
+fn mixed_kinds() -> EmbedError {
+    EmbedError::InvalidInput("a batch mixes image and text samples".to_owned())
+}
+
+/// ONNX Runtime takes one contiguous batch: the images one after another in `buffer`,
+/// or a lone image as it is, without a copy.
+fn stack<'a>(tensors: &[&'a [f32]], buffer: &'a mut Vec<f32>) -> &'a [f32] {
+    if let [tensor] = tensors {
+        return tensor;
+    }
+    buffer.clear();
+    for tensor in tensors {
+        buffer.extend_from_slice(tensor);
+    }
+    buffer
+}
+
+/// The `[count, D]` f32 output named `name`, checked and copied out.
+fn extract(
+    outputs: &ort::session::SessionOutputs<'_>,
+    name: &str,
+    count: usize,
+    embedding_size: usize,
+) -> Result<Vec<f32>, EmbedError> {
+    {
+        let value = outputs
+            .get(name)
+            .ok_or_else(|| EmbedError::Inference(format!("the run produced no output {name:?}")))?;
         let (shape, data) = value
             .try_extract_tensor::<f32>()
             .map_err(|e| EmbedError::Inference(e.to_string()))?;
         if shape.len() != 2
             || shape[0] != count as i64
-            || shape[1] != self.embedding_size as i64
-            || data.len() != count * self.embedding_size
+            || shape[1] != embedding_size as i64
+            || data.len() != count * embedding_size
         {
             return Err(EmbedError::Inference(format!(
-                "output {:?} has shape {shape:?}, expected [{count}, {}]",
-                self.output_name, self.embedding_size
+                "output {name:?} has shape {shape:?}, expected [{count}, {embedding_size}]"
             )));
         }
         Ok(data.to_vec())

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use twin_core::config::{EmbedConfig, ProviderChoice};
+use twin_core::manifest::InputSpec;
 use twin_core::manifest::ModelManifest;
-use twin_embed::{EmbedError, Embedder, EncodedError};
+use twin_embed::{EmbedError, Embedder, EncodedError, Prepared};
 
 /// Golden outputs must match onnxruntime-Python this closely.
 const TOLERANCE: f32 = 1e-5;
@@ -66,7 +67,10 @@ fn outputs_equal_onnxruntime_python_golden() {
     let (out_shape, expected) = read_npy(&golden().join("outputs.npy"));
     assert_eq!(shape[0], out_shape[0]);
     let len = embedder.tensor_len();
-    let inputs: Vec<Vec<f32>> = tensors.chunks_exact(len).map(<[f32]>::to_vec).collect();
+    let inputs: Vec<Prepared> = tensors
+        .chunks_exact(len)
+        .map(|t| Prepared::Image(t.to_vec()))
+        .collect();
     let got = embedder.embed_batch(&inputs).expect("embed");
     for (i, (g, e)) in got
         .iter()
@@ -103,7 +107,10 @@ fn batched_and_unbatched_embeddings_are_equal() {
     let embedder = cpu_embedder();
     let (_, tensors) = read_npy(&golden().join("tensors.npy"));
     let len = embedder.tensor_len();
-    let inputs: Vec<Vec<f32>> = tensors.chunks_exact(len).map(<[f32]>::to_vec).collect();
+    let inputs: Vec<Prepared> = tensors
+        .chunks_exact(len)
+        .map(|t| Prepared::Image(t.to_vec()))
+        .collect();
 
     // One at a time, each its own ONNX run of batch 1.
     let alone: Vec<Vec<f32>> = inputs
@@ -116,7 +123,7 @@ fn batched_and_unbatched_embeddings_are_equal() {
         })
         .collect();
     // All images repeated to fill larger batches, through the sync API.
-    let many: Vec<Vec<f32>> = inputs.iter().cycle().take(40).cloned().collect();
+    let many: Vec<Prepared> = inputs.iter().cycle().take(40).cloned().collect();
     let together = embedder.embed_batch(&many).expect("batch");
     for (i, v) in together.iter().enumerate() {
         let diff = max_abs_diff(v, &alone[i % alone.len()]);
@@ -179,9 +186,9 @@ fn a_lone_caller_takes_the_express_lane_with_the_same_embeddings() {
         .iter()
         .map(|n| std::fs::read(golden().join("images").join(n)).expect("image"))
         .collect();
-    let tensors: Vec<Vec<f32>> = images
+    let tensors: Vec<Prepared> = images
         .iter()
-        .map(|i| embedder.preprocess(i).expect("preprocess"))
+        .map(|i| Prepared::Image(embedder.preprocess(i).expect("preprocess")))
         .collect();
     let through_queue = embedder.embed_batch(&tensors).expect("batcher");
 
@@ -221,7 +228,7 @@ fn a_lone_caller_takes_the_express_lane_with_the_same_embeddings() {
         with_bad[bad] = b"not an image".to_vec();
         for runtime in [&multi, &single] {
             match runtime.block_on(embedder.embed_encoded(with_bad.clone())) {
-                Err(EncodedError::Image { index, .. }) if index == bad => {}
+                Err(EncodedError::Input { index, .. }) if index == bad => {}
                 other => panic!("expected image {bad} to be rejected, got {other:?}"),
             }
         }
@@ -289,7 +296,7 @@ fn auto_without_gpu_falls_back_to_cpu_and_says_why() {
     assert!(reason.contains("CUDA not used"), "{reason}");
     // The embedder works on the fallback.
     let (_, tensors) = read_npy(&golden().join("tensors.npy"));
-    let first = tensors[..embedder.tensor_len()].to_vec();
+    let first = Prepared::Image(tensors[..embedder.tensor_len()].to_vec());
     assert_eq!(embedder.embed_batch(&[first]).expect("embed")[0].len(), 128);
 }
 
@@ -310,8 +317,17 @@ fn cuda_without_gpu_fails_loudly() {
 #[test]
 fn wrong_tensor_length_is_an_invalid_input() {
     let embedder = cpu_embedder();
-    let err = embedder.embed_batch(&[vec![0.0; 10]]).expect_err("short");
+    let err = embedder
+        .embed_batch(&[Prepared::Image(vec![0.0; 10])])
+        .expect_err("short");
     assert!(matches!(err, EmbedError::InvalidInput(_)), "{err:?}");
+}
+
+fn image_input(m: &mut ModelManifest) -> &mut twin_core::manifest::ImageInput {
+    match &mut m.input {
+        InputSpec::Image(input) => input,
+        InputSpec::Text(_) => panic!("the dev model takes images"),
+    }
 }
 
 /// A copy of the dev model with its manifest edited by `edit`.
@@ -342,14 +358,14 @@ fn model_contract_violations_are_explained() {
     let wrong_id = model_variant(|m| m.id = "ab".repeat(32), None);
     assert!(load_error(wrong_id.path()).contains("sha256"));
 
-    let wrong_name = model_variant(|m| m.input.name = "pixels".into(), None);
+    let wrong_name = model_variant(|m| image_input(m).name = "pixels".into(), None);
     let message = load_error(wrong_name.path());
     assert!(
         message.contains("\"pixels\"") && message.contains("\"image\""),
         "{message}"
     );
 
-    let wrong_height = model_variant(|m| m.input.height = 64, None);
+    let wrong_height = model_variant(|m| image_input(m).height = 64, None);
     let message = load_error(wrong_height.path());
     assert!(
         message.contains("H = 80") && message.contains("64"),
@@ -382,7 +398,7 @@ fn false_l2_normalized_claim_is_caught() {
     let honest = model_variant(|m| m.output.l2_normalized = false, Some(&fixture));
     let embedder = Embedder::load(honest.path(), &config(ProviderChoice::Cpu)).expect("loads");
     let v = &embedder
-        .embed_batch(&[vec![1.0; embedder.tensor_len()]])
+        .embed_batch(&[Prepared::Image(vec![1.0; embedder.tensor_len()])])
         .expect("embed")[0];
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() > 0.1, "norm {norm} was not left alone");

@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use twin_core::config::TwinConfig;
+use twin_core::input::Input;
 use twin_embed::bench::RawLane;
-use twin_embed::{ActiveProvider, EmbedError, Embedder, PoolSize};
+use twin_embed::{ActiveProvider, Batch, EmbedError, Embedder, PoolSize, Prepared};
 use twin_proto::v1 as pb;
 use twin_proto::v1::models_client::ModelsClient;
 use twin_proto::v1::verification_client::VerificationClient;
@@ -110,6 +111,8 @@ pub struct LevelFigures {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct VerifyReport {
     pub model: String,
+    /// "image" or "text".
+    pub input_kind: String,
     pub model_trained: bool,
     pub provider: ActiveProvider,
     pub pool: PoolSize,
@@ -121,7 +124,8 @@ pub struct VerifyReport {
     pub pairs: usize,
     pub seconds: f64,
     pub rounds: usize,
-    /// Median time to decode and preprocess one image, on one thread.
+    /// Median time to prepare one sample on one thread: decode and preprocess an image,
+    /// or tokenize a text.
     pub preprocess_ms: f64,
     /// The baseline, the better of the raw shapes for each figure: median and 99th
     /// percentile of one raw run of a batch of 2 (one pair)...
@@ -231,9 +235,17 @@ impl VerifyReport {
         );
         let _ = writeln!(
             out,
-            "gateway {}; {} distinct pairs of encoded images; {:.1} s measured per point after \
-             a warm-up; {} round(s) of raw, every level, raw again; best of each figure",
-            self.target, self.pairs, self.seconds, self.rounds
+            "gateway {}; {} distinct pairs of {}; {:.1} s measured per point after a warm-up; \
+             {} round(s) of raw, every level, raw again; best of each figure",
+            self.target,
+            self.pairs,
+            if self.input_kind == "text" {
+                "texts"
+            } else {
+                "encoded images"
+            },
+            self.seconds,
+            self.rounds
         );
         for raw in &self.raw_shapes {
             let _ = writeln!(
@@ -268,11 +280,12 @@ impl VerifyReport {
             self.raw_b64_pairs_per_s,
             self.raw_b64_pairs_per_s * 2.0
         );
-        let _ = writeln!(
-            out,
-            "preprocess one image (decode, threshold, crop, resize; one thread): median {:.2} ms",
-            self.preprocess_ms
-        );
+        let prepare = if self.input_kind == "text" {
+            "tokenize one text (one thread)"
+        } else {
+            "preprocess one image (decode, threshold, crop, resize; one thread)"
+        };
+        let _ = writeln!(out, "{prepare}: median {:.2} ms", self.preprocess_ms);
         let _ = writeln!(
             out,
             "{:>11} | {:>8} | {:>6} | {:>8} | {:>8} | {:>9} | {:>10}",
@@ -351,6 +364,7 @@ impl VerifyReport {
         let mut fields =
             twin_embed::bench::json_fields("verify", &self.model, &self.provider, &self.pool);
         fields.insert("target".into(), self.target.clone().into());
+        fields.insert("input_kind".into(), self.input_kind.clone().into());
         fields.insert("seconds".into(), self.seconds.into());
         fields.insert("rounds".into(), self.rounds.into());
         fields.insert("preprocess_ms".into(), round3(self.preprocess_ms).into());
@@ -499,7 +513,7 @@ impl EmbeddedGateway {
         &self,
         embedder: &Embedder,
         count: usize,
-        pairs: &[(Vec<u8>, Vec<u8>)],
+        pairs: &[(Input, Input)],
     ) -> Result<(), BenchError> {
         let model = self.state.models.default_model().clone();
         let collection = AppState::collection(&model).name;
@@ -507,8 +521,8 @@ impl EmbeddedGateway {
         let points = self.runtime.block_on(async {
             let mut points = Vec::with_capacity(count);
             for i in 0..count {
-                let (image, _) = &pairs[i % pairs.len()];
-                let vector = embedder.embed_image(image.clone()).await?;
+                let (sample, _) = &pairs[i % pairs.len()];
+                let vector = embedder.embed_input(sample.clone()).await?;
                 points.push(twin_store::Point::new(
                     vector,
                     twin_store::PointPayload {
@@ -547,11 +561,11 @@ impl EmbeddedGateway {
 pub fn run_verify_bench(
     config: &TwinConfig,
     target: &VerifyTarget,
-    pairs: &[(Vec<u8>, Vec<u8>)],
+    pairs: &[(Input, Input)],
     options: &VerifyBenchOptions,
 ) -> Result<VerifyReport, BenchError> {
     if pairs.is_empty() {
-        return Err(BenchError::Setup("no image pairs to send".into()));
+        return Err(BenchError::Setup("no pairs to send".into()));
     }
     let seconds = Duration::from_secs_f64(options.seconds.max(0.1));
     let warmup = Duration::from_secs_f64((options.seconds / 5.0).clamp(0.2, 2.0));
@@ -578,7 +592,7 @@ pub fn run_verify_bench(
     };
     let tensors = pairs
         .iter()
-        .map(|(a, b)| Ok((embedder.preprocess(a)?, embedder.preprocess(b)?)))
+        .map(|(a, b)| Ok((embedder.prepare(a)?, embedder.prepare(b)?)))
         .collect::<Result<Vec<_>, twin_core::preprocess::PreprocessError>>()
         .map_err(EmbedError::Preprocess)?;
     let clients = tokio::runtime::Builder::new_multi_thread()
@@ -720,6 +734,7 @@ pub fn run_verify_bench(
 
     Ok(VerifyReport {
         model: embedder.manifest().name.clone(),
+        input_kind: embedder.input_kind().name().to_owned(),
         model_trained: embedder.manifest().trained,
         provider: embedder.provider().clone(),
         pool: embedder.pool(),
@@ -773,14 +788,14 @@ fn load_local(config: &TwinConfig) -> Result<Embedder, BenchError> {
 /// `duration`.
 fn median_preprocess_ms(
     embedder: &Embedder,
-    pairs: &[(Vec<u8>, Vec<u8>)],
+    pairs: &[(Input, Input)],
     duration: Duration,
 ) -> Result<f64, BenchError> {
     let deadline = Instant::now() + duration;
     let mut times = Vec::new();
     for (a, _) in pairs.iter().cycle() {
         let started = Instant::now();
-        embedder.preprocess(a).map_err(EmbedError::Preprocess)?;
+        embedder.prepare(a).map_err(EmbedError::Preprocess)?;
         times.push(started.elapsed());
         if Instant::now() >= deadline {
             break;
@@ -831,7 +846,7 @@ impl Latency {
 /// threads are gone before the load starts.
 fn measure_raw(
     embedder: &Embedder,
-    tensors: &[(Vec<f32>, Vec<f32>)],
+    tensors: &[(Prepared, Prepared)],
     warmup: Duration,
     duration: Duration,
 ) -> Result<(Vec<RawFigures>, Option<Latency>), BenchError> {
@@ -839,16 +854,17 @@ fn measure_raw(
     lanes.extend(RawLane::wide(embedder)?);
     // The very pairs the clients send: inference time depends on the pixels (some images
     // run up to 1.5x slower than others).
-    let pairs: Vec<Vec<f32>> = tensors
+    let pairs: Vec<Batch> = tensors
         .iter()
-        .map(|(a, b)| [a.as_slice(), b.as_slice()].concat())
-        .collect();
-    let batch: Vec<f32> = tensors
+        .map(|(a, b)| Batch::of(&[a.clone(), b.clone()]))
+        .collect::<Result<_, _>>()?;
+    let samples: Vec<Prepared> = tensors
         .iter()
         .cycle()
         .take(32)
-        .flat_map(|(a, b)| a.iter().chain(b).copied())
+        .flat_map(|(a, b)| [a.clone(), b.clone()])
         .collect();
+    let batch = Batch::of(&samples)?;
     let mut figures = Vec::with_capacity(lanes.len());
     let mut split = None;
     for lane in &mut lanes {
@@ -856,8 +872,8 @@ fn measure_raw(
         if lane.shape().sessions > 1 && split.is_none() {
             split = Some(pair_times(lane, &pairs, 2, warmup, duration)?);
         }
-        lane.images_per_second(&batch, 64, warmup)?;
-        let images_per_s = lane.images_per_second(&batch, 64, duration)?;
+        lane.images_per_second(&batch, warmup)?;
+        let images_per_s = lane.images_per_second(&batch, duration)?;
         figures.push(RawFigures {
             shape: lane.shape(),
             b2,
@@ -870,18 +886,26 @@ fn measure_raw(
 /// Median and p99 of a pair's inference spread over `spread` sessions, after a warm-up.
 fn pair_times(
     lane: &mut RawLane,
-    pairs: &[Vec<f32>],
+    pairs: &[Batch],
     spread: usize,
     warmup: Duration,
     duration: Duration,
 ) -> Result<Latency, BenchError> {
-    lane.run_times(pairs, 2, spread, warmup)?;
-    let mut times = lane.run_times(pairs, 2, spread, duration)?;
+    lane.run_times(pairs, spread, warmup)?;
+    let mut times = lane.run_times(pairs, spread, duration)?;
     times.sort_unstable();
     Ok(Latency {
         median_ms: quantile_ms(&times, 0.5),
         p99_ms: quantile_ms(&times, 0.99),
     })
+}
+
+/// The request message of a sample.
+fn message(sample: &Input, source: String) -> pb::Image {
+    match sample {
+        Input::Image(bytes) => pb::Image::from_bytes(bytes.clone(), source),
+        Input::Text(text) => pb::Image::from_text(text.clone(), source),
+    }
 }
 
 /// What one client task saw.
@@ -916,7 +940,7 @@ impl LoadGenerator {
     async fn connect(
         addr: &str,
         embedder: &Embedder,
-        pairs: &[(Vec<u8>, Vec<u8>)],
+        pairs: &[(Input, Input)],
         api_key: Option<&str>,
         max_clients: usize,
     ) -> Result<Self, BenchError> {
@@ -951,14 +975,8 @@ impl LoadGenerator {
             .iter()
             .enumerate()
             .map(|(i, (a, b))| pb::VerifyRequest {
-                a: Some(pb::Image {
-                    data: a.clone(),
-                    source: format!("bench-pair-{i}-a"),
-                }),
-                b: Some(pb::Image {
-                    data: b.clone(),
-                    source: format!("bench-pair-{i}-b"),
-                }),
+                a: Some(message(a, format!("bench-pair-{i}-a"))),
+                b: Some(message(b, format!("bench-pair-{i}-b"))),
                 model: model_id.clone(),
                 ..Default::default()
             })
@@ -979,7 +997,7 @@ impl LoadGenerator {
     fn with_subjects(
         mut self,
         embedder: &Embedder,
-        pairs: &[(Vec<u8>, Vec<u8>)],
+        pairs: &[(Input, Input)],
         counts: &[usize],
     ) -> Self {
         let model_id = embedder.manifest().id.clone();
@@ -989,10 +1007,7 @@ impl LoadGenerator {
                 .enumerate()
                 .map(|(i, (_, probe))| pb::VerifySubjectRequest {
                     subject_id: bench_subject(count),
-                    probe: Some(pb::Image {
-                        data: probe.clone(),
-                        source: format!("bench-probe-{i}"),
-                    }),
+                    probe: Some(message(probe, format!("bench-probe-{i}"))),
                     model: model_id.clone(),
                     aggregation: pb::Aggregation::Adapted as i32,
                     policy: Some(pb::DecisionPolicy {

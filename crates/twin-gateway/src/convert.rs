@@ -2,6 +2,7 @@
 //! domain never speaks protobuf.
 
 use std::collections::BTreeMap;
+use twin_core::manifest::InputSpec;
 
 use twin_core::decision::{Aggregation, OperatingPoint, ResolvedThreshold, ThresholdChoice};
 use twin_core::metric::DEFAULT_RBF_SIGMA;
@@ -159,13 +160,23 @@ pub fn model(embedder: &twin_embed::Embedder) -> pb::Model {
         id: m.id.clone(),
         name: m.name.clone(),
         version: m.version.clone(),
-        input_name: m.input.name.clone(),
-        input_shape: vec![
-            -1,
-            i64::from(m.input.channels),
-            i64::from(m.input.height),
-            i64::from(m.input.width),
-        ],
+        input_kind: m.input_kind().name().to_owned(),
+        max_tokens: embedder.max_tokens().map_or(0, |n| n as u32),
+        // Image models: the tensor's name and [N, C, H, W]; text models: the token-id input
+        // and [N, S], both dynamic.
+        input_name: match &m.input {
+            InputSpec::Image(i) => i.name.clone(),
+            InputSpec::Text(t) => t.input_ids.clone(),
+        },
+        input_shape: match &m.input {
+            InputSpec::Image(i) => vec![
+                -1,
+                i64::from(i.channels),
+                i64::from(i.height),
+                i64::from(i.width),
+            ],
+            InputSpec::Text(_) => vec![-1, -1],
+        },
         output_name: m.output.name.clone(),
         embedding_size: m.output.embedding_size,
         l2_normalized: m.output.l2_normalized,

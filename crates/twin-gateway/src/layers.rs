@@ -112,12 +112,51 @@ where
             let span = tracing::info_span!("rpc", request_id = %request_id, method = %path);
             let started = std::time::Instant::now();
             let response = tracing::Instrument::instrument(inner.call(request), span).await?;
+            let response = undecodable_is_invalid_argument(response);
             layer
                 .metrics
                 .observe_response(&path, &response, started.elapsed());
             Ok(with_request_id(response, &request_id))
         })
     }
+}
+
+/// What prost says of a message it cannot decode (`DecodeError`'s display), as the
+/// `grpc-message` header carries it: spaces percent-encoded, or not.
+const UNDECODABLE: [&str; 2] = [
+    "failed%20to%20decode%20Protobuf%20message",
+    "failed to decode Protobuf message",
+];
+
+/// tonic answers a request it cannot decode (a `string` field that is not UTF-8, a
+/// truncated message) with INTERNAL, though the fault is the client's: rewrite that
+/// answer to INVALID_ARGUMENT, keeping prost's message, which names the field.
+/// Put before prost's message, percent-encoded as grpc-message is.
+const UNDECODABLE_PREFIX: &str =
+    "malformed%20request%20(every%20text%20field%20must%20be%20valid%20UTF-8):%20";
+
+fn undecodable_is_invalid_argument<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers();
+    let internal = headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let undecodable = headers.get("grpc-message").is_some_and(|v| {
+        UNDECODABLE
+            .iter()
+            .any(|u| v.as_bytes().starts_with(u.as_bytes()))
+    });
+    if internal && undecodable {
+        let message = headers.get("grpc-message").map(|v| v.as_bytes().to_vec());
+        let headers = response.headers_mut();
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+        // Say what usually causes it; prost's own words (which name the field) follow.
+        let mut explained = UNDECODABLE_PREFIX.as_bytes().to_vec();
+        explained.extend(message.unwrap_or_default());
+        if let Ok(value) = http::HeaderValue::from_bytes(&explained) {
+            headers.insert("grpc-message", value);
+        }
+    }
+    response
 }
 
 fn with_request_id<B>(mut response: http::Response<B>, request_id: &str) -> http::Response<B> {

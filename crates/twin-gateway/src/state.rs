@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use twin_core::input::Input;
 use twin_embed::{Embedder, EncodedError, ModelRegistry};
+use twin_proto::v1::image::Content;
 use twin_queue::JobQueue;
 use twin_store::{CollectionSpec, VectorStore};
 
@@ -146,45 +148,85 @@ pub fn key_id<T>(request: &tonic::Request<T>) -> String {
     format!("key:{}", &digest[..12])
 }
 
-/// sha256 of an optional request image (empty when missing), for the audit trail.
-pub fn image_sha256(image: Option<&twin_proto::v1::Image>) -> String {
-    image.map_or_else(String::new, |i| twin_core::ids::sha256_hex(&i.data))
+/// The sample a request's `Image` message carries: its image bytes or its text. Neither
+/// set reads as an empty image, as it did before `text` existed (proto3 sends no empty
+/// field), so old clients keep their "image is empty" answer.
+pub fn input_of(image: twin_proto::v1::Image) -> Input {
+    match image.content {
+        Some(Content::Data(bytes)) => Input::Image(bytes),
+        Some(Content::Text(text)) => Input::Text(text),
+        None => Input::Image(Vec::new()),
+    }
 }
 
-/// Embeds the images of request fields `(name, image)` as one job (one ONNX run, in
-/// order), labelling a missing or bad image with its field.
+/// The sample's bytes, whichever its kind (empty when it carries none).
+pub fn sample_bytes(image: &twin_proto::v1::Image) -> &[u8] {
+    match &image.content {
+        Some(Content::Data(bytes)) => bytes,
+        Some(Content::Text(text)) => text.as_bytes(),
+        None => &[],
+    }
+}
+
+/// sha256 of an optional request sample (empty when missing), for the audit trail: of
+/// the image's bytes, or of the text's UTF-8 bytes.
+pub fn image_sha256(image: Option<&twin_proto::v1::Image>) -> String {
+    image.map_or_else(String::new, |i| twin_core::ids::sha256_hex(sample_bytes(i)))
+}
+
+/// Embeddings of a request's samples, and what the answer must say about them (texts
+/// cut at the model's `max_tokens`).
+pub struct Embedded<T> {
+    pub vectors: T,
+    pub warnings: Vec<String>,
+}
+
+/// Embeds the samples of request fields `(name, image)` as one job (one ONNX run, in
+/// order), labelling a missing or bad sample with its field.
 pub async fn embed_fields<const N: usize>(
     model: &Embedder,
     fields: [(&str, Option<twin_proto::v1::Image>); N],
-) -> Result<[Vec<f32>; N], ApiError> {
+) -> Result<Embedded<[Vec<f32>; N]>, ApiError> {
     let names = fields.each_ref().map(|(which, _)| *which);
-    let mut images = Vec::with_capacity(N);
+    let mut inputs = Vec::with_capacity(N);
     for (which, image) in fields {
         let image =
             image.ok_or_else(|| ApiError::InvalidArgument(format!("{which} is required")))?;
-        images.push(image.data);
+        inputs.push(input_of(image));
     }
-    let embedded = model.embed_encoded(images).await.map_err(|e| match e {
-        EncodedError::Image { index, source } => ApiError::BadImage {
+    let warnings = names
+        .iter()
+        .zip(&inputs)
+        .filter_map(|(which, input)| model.truncation_warning(which, input))
+        .collect();
+    let embedded = model.embed_inputs(inputs).await.map_err(|e| match e {
+        EncodedError::Input { index, source } => ApiError::BadInput {
             which: names[index].to_owned(),
             source,
         },
         EncodedError::Embed(e) => ApiError::Embed(e),
     })?;
-    <[Vec<f32>; N]>::try_from(embedded).map_err(|got| {
+    let vectors = <[Vec<f32>; N]>::try_from(embedded).map_err(|got| {
         ApiError::Embed(twin_embed::EmbedError::Inference(format!(
-            "{} embeddings came back for {N} images",
+            "{} embeddings came back for {N} samples",
             got.len()
         )))
-    })
+    })?;
+    Ok(Embedded { vectors, warnings })
 }
 
-/// Embeds the image from request field `which`, labelling a bad image with the field.
+/// Embeds the sample from request field `which`, labelling a bad one with the field.
 pub async fn embed_field(
     model: &Embedder,
     which: &str,
     image: Option<twin_proto::v1::Image>,
-) -> Result<Vec<f32>, ApiError> {
-    let [vector] = embed_fields(model, [(which, image)]).await?;
-    Ok(vector)
+) -> Result<Embedded<Vec<f32>>, ApiError> {
+    let Embedded {
+        vectors: [vector],
+        warnings,
+    } = embed_fields(model, [(which, image)]).await?;
+    Ok(Embedded {
+        vectors: vector,
+        warnings,
+    })
 }

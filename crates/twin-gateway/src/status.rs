@@ -15,9 +15,10 @@ pub enum ApiError {
     InvalidArgument(String),
     #[error("{0}")]
     NotFound(String),
-    /// A bad image; `which` names the request field ("a", "probe", "image", "item 3").
+    /// A bad sample (image or text); `which` names the request field ("a", "probe",
+    /// "image", "item 3").
     #[error("{which}: {source}")]
-    BadImage {
+    BadInput {
         which: String,
         #[source]
         source: PreprocessError,
@@ -44,7 +45,7 @@ impl ApiError {
     /// An embedding error for the image in field `which`: bad images say which one.
     pub fn embedding(which: &str, error: EmbedError) -> Self {
         match error {
-            EmbedError::Preprocess(source) => ApiError::BadImage {
+            EmbedError::Preprocess(source) => ApiError::BadInput {
                 which: which.to_owned(),
                 source,
             },
@@ -54,7 +55,7 @@ impl ApiError {
 
     pub fn code(&self) -> Code {
         match self {
-            ApiError::InvalidArgument(_) | ApiError::BadImage { .. } => Code::InvalidArgument,
+            ApiError::InvalidArgument(_) | ApiError::BadInput { .. } => Code::InvalidArgument,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,

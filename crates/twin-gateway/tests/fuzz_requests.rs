@@ -328,7 +328,7 @@ impl ImageCase {
             }
             ImageCase::Bomb { width, height } => twin_tests::png_header(*width, *height),
         };
-        Some(pb::Image { data, source })
+        Some(pb::Image::from_bytes(data, source))
     }
 }
 
@@ -941,7 +941,10 @@ fn fuzz_search_and_embed_requests() {
             oracle.fail_if(!h.model_known(&model), Code::NotFound, "unknown model");
             oracle.image(&case, "image");
             let data = case.image(&h, String::new());
-            let sha = data.as_ref().map(|i| sha256_hex(&i.data));
+            let sha = data.as_ref().map(|i| match &i.content {
+                Some(pb::image::Content::Data(bytes)) => sha256_hex(bytes),
+                _ => sha256_hex(b""),
+            });
             let request = pb::EmbedRequest { image: data, model };
             let outcome = h
                 .runtime

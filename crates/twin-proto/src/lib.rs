@@ -1,5 +1,5 @@
 //! Generated code for the `twin.v1` API (gRPC services and the `EmbedJob` queue
-//! message). Nothing hand-written lives here but re-exports.
+//! message). Hand-written here: re-exports and the two constructors of a sample.
 
 /// The `twin.v1` package: messages, clients and servers.
 #[allow(clippy::all, missing_docs)]
@@ -11,3 +11,21 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("twin_descriptor");
 
 pub use prost_types::Timestamp;
+
+impl v1::Image {
+    /// An image sample: encoded bytes (PNG, JPEG, TIFF, BMP).
+    pub fn from_bytes(data: Vec<u8>, source: impl Into<String>) -> Self {
+        Self {
+            content: Some(v1::image::Content::Data(data)),
+            source: source.into(),
+        }
+    }
+
+    /// A text sample, for a text model.
+    pub fn from_text(text: impl Into<String>, source: impl Into<String>) -> Self {
+        Self {
+            content: Some(v1::image::Content::Text(text.into())),
+            source: source.into(),
+        }
+    }
+}

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use twin_core::ids::sha256_hex;
+use twin_core::input::Input;
 use twin_core::subject::validate_subject_id;
-use twin_embed::Embedder;
+use twin_embed::{Embedder, Prepared};
 use twin_proto::v1::EmbedJob;
 use twin_queue::{DeliveryHandle, JobRecord};
 use twin_store::{CollectionSpec, Point, PointPayload, StoreError};
@@ -22,7 +23,7 @@ struct Pending {
     job: EmbedJob,
     handle: DeliveryHandle,
     /// Moved out (left empty) when the batch goes to the embedder.
-    tensor: Vec<f32>,
+    sample: Prepared,
 }
 
 impl Worker {
@@ -66,9 +67,9 @@ impl Worker {
             }
             // 3. Embed the batch off the executor.
             // Moved, not copied: the jobs' handles are all that is needed from here on.
-            let tensors: Vec<Vec<f32>> = pending
+            let tensors: Vec<Prepared> = pending
                 .iter_mut()
-                .map(|p| std::mem::take(&mut p.tensor))
+                .map(|p| std::mem::replace(&mut p.sample, Prepared::Text(Vec::new())))
                 .collect();
             let embedder = model.clone();
             let embedded =
@@ -118,12 +119,19 @@ impl Worker {
             )
         })?;
         validate_subject_id(&job.subject_id).map_err(|e| ("bad_job", e.to_string()))?;
-        let actual = sha256_hex(&job.image);
+        if !job.image.is_empty() && !job.text.is_empty() {
+            return Err((
+                "bad_job",
+                "the job carries both an image and a text; a job is one sample".to_owned(),
+            ));
+        }
+        let actual = sha256_hex(sample_bytes(&job));
         if actual != job.image_sha256 {
             return Err((
                 "bad_job",
                 format!(
-                    "image sha256 is {actual} but the job says {}: the image was altered in transit",
+                    "sample sha256 is {actual} but the job says {}: the sample was altered in \
+                     transit",
                     job.image_sha256
                 ),
             ));
@@ -270,8 +278,10 @@ async fn preprocess_all(
 ) -> (Vec<Pending>, Vec<(DeliveryHandle, String)>) {
     let model = model.clone();
     let done = tokio::task::spawn_blocking(move || {
-        let images: Vec<&[u8]> = jobs.iter().map(|(job, _)| job.image.as_slice()).collect();
-        let results = model.preprocess_many(&images);
+        let mut jobs = jobs;
+        // The bytes move into the inputs: past this point a job needs only its metadata.
+        let inputs: Vec<Input> = jobs.iter_mut().map(|(job, _)| take_input(job)).collect();
+        let results = model.prepare_many(&inputs);
         (jobs, results)
     })
     .await;
@@ -288,15 +298,33 @@ async fn preprocess_all(
     let mut bad = Vec::new();
     for ((job, handle), result) in jobs.into_iter().zip(results) {
         match result {
-            Ok(tensor) => pending.push(Pending {
+            Ok(sample) => pending.push(Pending {
                 job,
                 handle,
-                tensor,
+                sample,
             }),
-            Err(error) => bad.push((handle, format!("bad image: {error}"))),
+            Err(error) => bad.push((handle, format!("bad sample: {error}"))),
         }
     }
     (pending, bad)
+}
+
+/// The bytes the job's hash covers: its text's when it carries one, else its image's.
+fn sample_bytes(job: &EmbedJob) -> &[u8] {
+    if job.text.is_empty() {
+        &job.image
+    } else {
+        job.text.as_bytes()
+    }
+}
+
+/// Moves the job's sample out of it (checked in [`Worker::check`]: at most one is set).
+fn take_input(job: &mut EmbedJob) -> Input {
+    if job.text.is_empty() {
+        Input::Image(std::mem::take(&mut job.image))
+    } else {
+        Input::Text(std::mem::take(&mut job.text))
+    }
 }
 
 fn payload(job: &EmbedJob, now_ms: i64) -> PointPayload {

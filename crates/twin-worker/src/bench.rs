@@ -151,10 +151,11 @@ pub async fn run_ingest_bench(
         let (mut embedded, mut embed_only) = (0usize, Duration::ZERO);
         let started = Instant::now();
         for images in sample.chunks(chunk) {
-            let tensors: Vec<Vec<f32>> = embedder
+            let tensors: Vec<twin_embed::Prepared> = embedder
                 .preprocess_many(images)
                 .into_iter()
                 .filter_map(Result::ok)
+                .map(twin_embed::Prepared::Image)
                 .collect();
             let embed_started = Instant::now();
             embedded += embedder.embed_batch(&tensors).map(|v| v.len()).unwrap_or(0);

@@ -101,6 +101,7 @@ impl Cluster {
             enqueued_at: Some(prost_types_now()),
             traceparent: String::new(),
             source: String::new(),
+            text: String::new(),
         }
     }
 

@@ -2,9 +2,11 @@
 //! stdout, then ONE JSON line with the figures (for scripts and the README).
 //! The measuring code lives in the crate it measures; this module only wires it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use twin_core::input::Input;
+use twin_core::manifest::InputKind;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -56,9 +58,14 @@ pub struct VerifyArgs {
     /// Rounds of raw figures, every level, raw figures again; each figure keeps its best.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// Distinct image pairs the clients cycle through (signature-sized synthetic PNGs).
+    /// Distinct pairs the clients cycle through (signature-sized synthetic PNGs, or for a
+    /// text model generated sentences of 8 to 40 words, as long as MRPC's).
     #[arg(long, default_value_t = 64)]
     pub pairs: usize,
+    /// For a text model: send these sentence pairs instead (MRPC's format, as `twin eval
+    /// --pairs` reads), the first --pairs of them.
+    #[arg(long)]
+    pub texts: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,24 +142,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     let mut config = twin_core::config::TwinConfig::from_env(args.config.as_deref())?;
+    let kind = twin_core::manifest::ModelManifest::load(&args.model)?.input_kind();
     config.models.dirs = vec![args.model];
     config.models.default = String::new();
-    // Half genuine pairs, half genuine vs skilled forgery, all distinct.
-    let spec = twin_synth::SynthSpec::default();
-    let png = |writer, kind, index| {
-        twin_synth::encode_png(&twin_synth::generate_sample(&spec, writer, kind, index))
+    let pairs = match kind {
+        InputKind::Image => image_pairs(args.pairs),
+        InputKind::Text => text_pairs(args.pairs, args.texts.as_deref())?,
     };
-    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..args.pairs.max(1))
-        .map(|i| {
-            let (writer, index) = (i % 16, i / 16);
-            let b = if i % 2 == 0 {
-                png(writer, twin_synth::SampleKind::Genuine, index + 1000)
-            } else {
-                png(writer, twin_synth::SampleKind::Forgery, index)
-            };
-            (png(writer, twin_synth::SampleKind::Genuine, index), b)
-        })
-        .collect();
     let target = match args.addr {
         Some(addr) => twin_gateway::bench::VerifyTarget::Remote(addr),
         None => twin_gateway::bench::VerifyTarget::Embedded,
@@ -169,6 +165,126 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     print!("{}", report.table());
     println!("{}", report.json_line());
     Ok(())
+}
+
+/// Sentence pairs for a text model: the file's (`--texts`), or generated ones.
+fn text_pairs(count: usize, file: Option<&Path>) -> anyhow::Result<Vec<(Input, Input)>> {
+    let count = count.max(1);
+    if let Some(file) = file {
+        let read = super::sentence_pairs::PairFile::read(file)?;
+        return Ok(read
+            .pairs
+            .iter()
+            .take(count)
+            .map(|&(a, b, _)| {
+                (
+                    Input::Text(read.sentences[a].clone()),
+                    Input::Text(read.sentences[b].clone()),
+                )
+            })
+            .collect());
+    }
+    Ok((0..count)
+        .map(|i| {
+            (
+                Input::Text(sentence(2 * i)),
+                Input::Text(sentence(2 * i + 1)),
+            )
+        })
+        .collect())
+}
+
+/// A deterministic news-like sentence of 8 to 40 words (a 64-bit LCG over a small
+/// vocabulary): token counts like MRPC's, which is what inference time depends on.
+fn sentence(seed: usize) -> String {
+    const WORDS: &[&str] = &[
+        "the",
+        "company",
+        "said",
+        "on",
+        "tuesday",
+        "that",
+        "its",
+        "quarterly",
+        "profit",
+        "rose",
+        "percent",
+        "after",
+        "sales",
+        "of",
+        "new",
+        "phones",
+        "in",
+        "europe",
+        "and",
+        "asia",
+        "officials",
+        "announced",
+        "a",
+        "plan",
+        "to",
+        "cut",
+        "costs",
+        "by",
+        "march",
+        "while",
+        "analysts",
+        "expected",
+        "shares",
+        "fell",
+        "sharply",
+        "court",
+        "ruled",
+        "government",
+        "would",
+        "appeal",
+        "decision",
+        "million",
+        "dollars",
+        "police",
+        "reported",
+        "storm",
+        "flooded",
+        "streets",
+        "city",
+        "council",
+        "voted",
+        "against",
+    ];
+    let mut state = (seed as u64)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    let length = 8 + next() % 33;
+    let words: Vec<&str> = (0..length).map(|_| WORDS[next() % WORDS.len()]).collect();
+    format!("{}.", words.join(" "))
+}
+
+/// Half genuine pairs, half genuine vs skilled forgery, all distinct synthetic PNGs.
+fn image_pairs(count: usize) -> Vec<(Input, Input)> {
+    let spec = twin_synth::SynthSpec::default();
+    let png = |writer, kind, index| {
+        twin_synth::encode_png(&twin_synth::generate_sample(&spec, writer, kind, index))
+    };
+    (0..count.max(1))
+        .map(|i| {
+            let (writer, index) = (i % 16, i / 16);
+            let b = if i % 2 == 0 {
+                png(writer, twin_synth::SampleKind::Genuine, index + 1000)
+            } else {
+                png(writer, twin_synth::SampleKind::Forgery, index)
+            };
+            (
+                Input::Image(png(writer, twin_synth::SampleKind::Genuine, index)),
+                Input::Image(b),
+            )
+        })
+        .collect()
 }
 
 fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {

@@ -12,13 +12,17 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 use twin_core::decision::{far_name, OperatingPoint, SubjectOperatingPoint};
-use twin_core::evaluation::{far_frr, threshold_for_mean_far, Rates};
+use twin_core::evaluation::{
+    best_accuracy_threshold, classification, far_frr, threshold_at_far, threshold_for_mean_far,
+    Rates,
+};
 use twin_core::manifest::{ModelManifest, MANIFEST_FILE};
 use twin_core::metric::DEFAULT_RBF_SIGMA;
 
 use super::client;
 use super::labelled::{load_model, model_json, FolderArgs, Listed, Scored};
 use super::plot::percent;
+use super::sentence_pairs::{self, PairFile};
 use super::subject_level::{self, EnrolmentArgs};
 
 /// Target FARs closer than this are the same operating point (as `resolve_threshold` matches).
@@ -57,6 +61,11 @@ pub struct CalibrateArgs {
     pub metric: Option<twin_core::Metric>,
     #[command(flatten)]
     pub enrolment: EnrolmentArgs,
+    /// With --pairs: add the threshold of highest accuracy on the pairs as an operating
+    /// point (its target FAR is the FAR it measures there) and make it the model's default,
+    /// for tasks judged by accuracy such as paraphrase scoring.
+    #[arg(long, requires = "pairs")]
+    pub accuracy_default: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -77,6 +86,9 @@ impl Negatives {
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let targets = targets(&args.target_far)?;
+    if args.folder.pairs {
+        return run_pairs(&args, &targets);
+    }
     let listed = Listed::read(&args.folder)?;
     let embedder = load_model(&args.model, args.folder.config.as_deref())?;
     let manifest = embedder.manifest().clone();
@@ -365,6 +377,120 @@ fn run_subject_level(
 
 /// Whether `targets` include the model's default target FAR (requests naming no operating
 /// point need a threshold there).
+/// `twin calibrate --pairs FILE`: the FAR operating points of a text model on sentence
+/// pairs (the non-paraphrases are the negatives), and with `--accuracy-default` the point
+/// of highest accuracy, made the default.
+fn run_pairs(args: &CalibrateArgs, targets: &[f64]) -> anyhow::Result<()> {
+    let file = PairFile::read(&args.folder.dir)?;
+    let embedder = load_model(&args.model, args.folder.config.as_deref())?;
+    let mut manifest = embedder.manifest().clone();
+    let metric = args.metric.unwrap_or(manifest.native_metric);
+    let scored = sentence_pairs::score(&file, &embedder, metric, DEFAULT_RBF_SIGMA)?;
+    drop(embedder);
+    let (positive, negative) = (&scored.positive, &scored.negative);
+    let calibrated_on = args.calibrated_on.clone().unwrap_or_else(|| {
+        format!(
+            "{} ({} pairs: {} paraphrases, {} not)",
+            args.folder.dir.display(),
+            positive.len() + negative.len(),
+            positive.len(),
+            negative.len()
+        )
+    });
+    let point = |name: String, target_far: f64, threshold: f64| -> anyhow::Result<OperatingPoint> {
+        let rates = far_frr(positive, negative, threshold)?;
+        Ok(OperatingPoint {
+            name,
+            metric,
+            target_far,
+            threshold,
+            measured_far: rates.far,
+            measured_frr: rates.frr,
+            calibrated_on: calibrated_on.clone(),
+        })
+    };
+    let mut points = Vec::with_capacity(targets.len() + 1);
+    if args.accuracy_default {
+        let threshold = best_accuracy_threshold(positive, negative)?;
+        let far = far_frr(positive, negative, threshold)?.far;
+        if !(far > 0.0 && far < 1.0) {
+            anyhow::bail!(
+                "the best-accuracy threshold accepts {} of the non-paraphrases; it cannot be                  an operating point (a FAR in (0, 1))",
+                percent(far)
+            );
+        }
+        points.push(point("best accuracy".to_owned(), far, threshold)?);
+        manifest.default_target_far = far;
+    }
+    for &target in targets {
+        points.push(point(
+            far_name(target),
+            target,
+            threshold_at_far(negative, target)?,
+        )?);
+    }
+    let covered = points
+        .iter()
+        .any(|p| (p.target_far - manifest.default_target_far).abs() <= FAR_TOLERANCE);
+    if !args.dry_run {
+        if !covered {
+            anyhow::bail!(
+                "the model's default operating point (default_target_far = {}) would have no \
+                 threshold; add it to --target-far or pass --accuracy-default",
+                manifest.default_target_far
+            );
+        }
+        write_points(&args.model, &manifest, &points)?;
+    }
+    if args.folder.json {
+        client::print_json(&json!({
+            "file": args.folder.dir.display().to_string(),
+            "model": model_json(&args.model, &manifest),
+            "metric": metric,
+            "written": !args.dry_run,
+            "calibrated_on": calibrated_on,
+            "default_target_far": manifest.default_target_far,
+            "operating_points": points,
+        }));
+        return Ok(());
+    }
+    println!(
+        "twin calibrate --pairs {}: model {}, metric {metric}, {} pairs",
+        args.folder.dir.display(),
+        manifest.name,
+        positive.len() + negative.len()
+    );
+    println!(
+        "  {:<16}{:>14}{:>12}{:>14}{:>14}",
+        "operating point", "threshold", "accuracy", "measured FAR", "measured FRR"
+    );
+    for p in &points {
+        let accuracy = classification(positive, negative, p.threshold)?.accuracy;
+        println!(
+            "  {:<16}{:>14.6}{:>12}{:>14}{:>14}",
+            p.name,
+            p.threshold,
+            percent(accuracy),
+            percent(p.measured_far),
+            percent(p.measured_frr)
+        );
+    }
+    if args.dry_run {
+        println!(
+            "dry run: {} not changed",
+            args.model.join(MANIFEST_FILE).display()
+        );
+    } else {
+        println!(
+            "wrote {} operating points for {metric} to {} (default_target_far = {})",
+            points.len(),
+            args.model.join(MANIFEST_FILE).display(),
+            manifest.default_target_far
+        );
+    }
+    Ok(())
+}
+
 fn covers_default(targets: &[f64], manifest: &ModelManifest) -> bool {
     targets
         .iter()

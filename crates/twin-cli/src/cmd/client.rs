@@ -171,10 +171,26 @@ pub async fn read_image(path: &Path) -> anyhow::Result<Image> {
     if data.is_empty() {
         anyhow::bail!("image {} is empty", path.display());
     }
-    Ok(Image {
-        data,
-        source: source_name(path),
-    })
+    Ok(Image::from_bytes(data, source_name(path)))
+}
+
+/// A request's sample from a command-line argument: the image file it names, or with
+/// `text` the argument itself as a text.
+pub async fn read_sample(arg: &Path, text: bool) -> anyhow::Result<Image> {
+    if !text {
+        return read_image(arg).await;
+    }
+    let text = arg
+        .to_str()
+        .with_context(|| format!("the text {arg:?} is not valid UTF-8"))?;
+    Ok(Image::from_text(text, ""))
+}
+
+/// Prints what the server said about the request's samples (texts it truncated).
+pub fn print_warnings(warnings: &[String]) {
+    for warning in warnings {
+        println!("warning          {warning}");
+    }
 }
 
 /// The `source` recorded for a file: its file name, cut to the API's 256 bytes.

@@ -2,6 +2,7 @@
 //! client-streaming `Enrollment.EnqueueBatch` RPC, reading files only as the stream is
 //! polled so memory stays flat for thousands of files. Re-running is cheap: the server
 //! answers `already_stored` for images whose deterministic point id exists.
+//! `twin enqueue --texts FILE` enrols sentences for a text model the same way.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,10 @@ pub struct EnqueueArgs {
     /// a header's third column name labels plain values (`twin synth`'s labels.csv works).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+    /// DIR is a file of texts for a text model, `subject<TAB>text` per line (`#` lines and
+    /// blank lines skipped); each line is one sample, its client_ref `FILE:LINE`.
+    #[arg(long, conflicts_with = "manifest")]
+    pub texts: bool,
     /// Skip files whose path (relative to DIR) contains PATTERN, e.g. `--exclude -F-` to
     /// leave out skilled forgeries; repeat for several.
     #[arg(long, value_name = "PATTERN", allow_hyphen_values = true)]
@@ -52,6 +57,8 @@ struct Entry {
     client_ref: String,
     subject: String,
     labels: Vec<Label>,
+    /// The sample itself, for a text model (`--texts`); `path` is then the texts file.
+    text: Option<String>,
 }
 
 /// What became of one file.
@@ -124,7 +131,11 @@ async fn send_chunk(
             let model = model.clone();
             async move {
                 progress.inc(1);
-                match client::read_image(&entry.path).await {
+                let sample = match entry.text {
+                    Some(text) => Ok(twin_proto::v1::Image::from_text(text, "")),
+                    None => client::read_image(&entry.path).await,
+                };
+                match sample {
                     Ok(image) => Some(EnqueueItem {
                         client_ref: entry.client_ref,
                         subject_id: entry.subject,
@@ -238,6 +249,7 @@ fn list_entries(args: &EnqueueArgs) -> anyhow::Result<(Vec<Entry>, Summary)> {
     let mut summary = Summary::default();
     let mut entries = match &args.manifest {
         Some(manifest) => read_manifest(&args.dir, manifest)?,
+        None if args.texts => read_texts(&args.dir)?,
         None => {
             let mut files = Vec::new();
             walk(&args.dir, &mut files)?;
@@ -251,6 +263,7 @@ fn list_entries(args: &EnqueueArgs) -> anyhow::Result<(Vec<Entry>, Summary)> {
                         client_ref,
                         subject,
                         labels: Vec::new(),
+                        text: None,
                     }),
                     None => summary.rejected.push((
                         client_ref,
@@ -383,6 +396,35 @@ fn read_manifest(dir: &Path, manifest: &Path) -> anyhow::Result<Vec<Entry>> {
             path,
             subject: subject.to_owned(),
             labels,
+            text: None,
+        });
+    }
+    Ok(entries)
+}
+
+/// `subject<TAB>text` lines of a texts file (`--texts`).
+fn read_texts(file: &Path) -> anyhow::Result<Vec<Entry>> {
+    let content = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the texts file {} (UTF-8 text)", file.display()))?;
+    let mut entries = Vec::new();
+    for (number, line) in content.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let place = format!("{}:{}", file.display(), number + 1);
+        let Some((subject, text)) = line.split_once('\t') else {
+            anyhow::bail!("{place}: expected `subject<TAB>text`");
+        };
+        let subject = subject.trim();
+        if subject.is_empty() {
+            anyhow::bail!("{place}: the subject before the tab is empty");
+        }
+        entries.push(Entry {
+            path: file.to_owned(),
+            client_ref: place,
+            subject: subject.to_owned(),
+            labels: Vec::new(),
+            text: Some(text.to_owned()),
         });
     }
     Ok(entries)
@@ -463,6 +505,36 @@ mod tests {
             Some("a/b")
         );
         assert_eq!(folder_subject(dir, Path::new("/data/set/1.png")), None);
+    }
+
+    #[test]
+    fn texts_files_give_one_sample_per_line_and_name_bad_lines() {
+        let dir = tempfile_dir();
+        let file = dir.join("sentences.tsv");
+        std::fs::write(
+            &file,
+            "# subject, text\nq1\tThe cat sat.\n\nq2\tA dog ran\tfast.\n",
+        )
+        .expect("write texts");
+        let entries = read_texts(&file).expect("texts parse");
+        let got: Vec<(&str, Option<&str>)> = entries
+            .iter()
+            .map(|e| (e.subject.as_str(), e.text.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("q1", Some("The cat sat.")),
+                ("q2", Some("A dog ran\tfast."))
+            ]
+        );
+        assert!(entries[1].client_ref.ends_with("sentences.tsv:4"));
+        std::fs::write(&file, "q1 no tab here\n").expect("write texts");
+        let err = read_texts(&file).expect_err("no tab").to_string();
+        assert!(
+            err.contains("sentences.tsv:1") && err.contains("TAB"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,13 +12,14 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 use twin_core::decision::OperatingPoint;
-use twin_core::evaluation::{far_frr, figures, roc, Figures, Rates};
+use twin_core::evaluation::{classification, far_frr, figures, roc, Figures, Rates};
 use twin_core::manifest::ModelManifest;
 use twin_core::metric::{Metric, DEFAULT_RBF_SIGMA};
 
 use super::client;
 use super::labelled::{load_model, model_json, FolderArgs, Listed, Scored};
 use super::plot::{det_svg, percent, roc_svg, Plot, Series};
+use super::sentence_pairs::{self, PairFile};
 use super::subject_level::{self, EnrolmentArgs};
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +61,9 @@ struct Kind {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    if args.folder.pairs {
+        return run_pairs(&args);
+    }
     let started = Instant::now();
     let listed = Listed::read(&args.folder)?;
     let embedder = load_model(&args.model, args.folder.config.as_deref())?;
@@ -165,6 +169,119 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             print!("{}", subject_level::table(&subject, &args.enrolment));
         }
     }
+    Ok(())
+}
+
+/// `twin eval --pairs FILE`: a text model on sentence pairs: ROC AUC and EER, and
+/// accuracy, F1, FAR and FRR at each of the model's operating points (the default one
+/// marked), the thresholds as calibrated (`twin calibrate --pairs` on training pairs).
+fn run_pairs(args: &EvalArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let file = PairFile::read(&args.folder.dir)?;
+    let embedder = load_model(&args.model, args.folder.config.as_deref())?;
+    let manifest = embedder.manifest().clone();
+    let metric = args.metric.unwrap_or(manifest.native_metric);
+    let scored = sentence_pairs::score(&file, &embedder, metric, args.rbf_sigma)?;
+    drop(embedder);
+    let all = figures(&scored.positive, &scored.negative)?;
+    let mut at = Vec::new();
+    for point in manifest
+        .operating_points
+        .iter()
+        .filter(|p| p.metric == metric)
+    {
+        let c = classification(&scored.positive, &scored.negative, point.threshold)?;
+        let rates = far_frr(&scored.positive, &scored.negative, point.threshold)?;
+        let default = (point.target_far - manifest.default_target_far).abs() <= 1e-9;
+        at.push((point.clone(), c, rates, default));
+    }
+    let report = json!({
+        "file": args.folder.dir.display().to_string(),
+        "model": model_json(&args.model, &manifest),
+        "metric": metric,
+        "pairs": scored.positive.len() + scored.negative.len(),
+        "paraphrases": scored.positive.len(),
+        "non_paraphrases": scored.negative.len(),
+        "sentences": scored.sentences,
+        "truncated_sentences": scored.truncated,
+        "auc": all.auc,
+        "eer": all.eer,
+        "eer_threshold": all.eer_threshold,
+        "operating_points": at.iter().map(|(p, c, r, default)| json!({
+            "name": p.name,
+            "target_far": p.target_far,
+            "threshold": p.threshold,
+            "calibrated_on": p.calibrated_on,
+            "default": default,
+            "accuracy": c.accuracy,
+            "f1": c.f1,
+            "precision": c.precision,
+            "recall": c.recall,
+            "far": r.far,
+            "frr": r.frr,
+        })).collect::<Vec<_>>(),
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the report folder {}", args.out.display()))?;
+    let files = Files::in_folder(&args.out);
+    let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
+    write(&files.report, &(text + "\n"))?;
+    if args.folder.json {
+        client::print_json(&report);
+        return Ok(());
+    }
+    println!(
+        "twin eval --pairs {}: model {}, metric {metric}",
+        args.folder.dir.display(),
+        manifest.name
+    );
+    println!(
+        "  {} pairs ({} paraphrases, {} not), {} sentences ({} truncated at max_tokens)",
+        scored.positive.len() + scored.negative.len(),
+        scored.positive.len(),
+        scored.negative.len(),
+        scored.sentences,
+        scored.truncated
+    );
+    println!(
+        "  ROC AUC {:.4}   EER {} (threshold {:.6})",
+        all.auc,
+        percent(all.eer),
+        all.eer_threshold
+    );
+    println!();
+    println!(
+        "  {:<22}{:>11}{:>10}{:>9}{:>11}{:>9}{:>9}{:>9}",
+        "operating point", "threshold", "accuracy", "F1", "precision", "recall", "FAR", "FRR"
+    );
+    for (p, c, r, default) in &at {
+        let name = if *default {
+            format!("{} *", p.name)
+        } else {
+            p.name.clone()
+        };
+        println!(
+            "  {:<22}{:>11.6}{:>10}{:>9}{:>11}{:>9}{:>9}{:>9}",
+            name,
+            p.threshold,
+            percent(c.accuracy),
+            percent(c.f1),
+            percent(c.precision),
+            percent(c.recall),
+            percent(r.far),
+            percent(r.frr)
+        );
+    }
+    if at.is_empty() {
+        println!("  (the model has no {metric} operating points: run `twin calibrate --pairs`)");
+    } else {
+        println!(
+            "  * the default operating point; thresholds from the manifest, calibrated on: {}",
+            at[0].0.calibrated_on
+        );
+    }
+    println!("  report: {}", files.report.display());
     Ok(())
 }
 

@@ -58,6 +58,10 @@ pub struct FolderArgs {
     /// Print one JSON document instead of a readable table.
     #[arg(long)]
     pub json: bool,
+    /// DIR is a sentence-pair file for a text model (MRPC's format: `Quality<TAB>#1 ID<TAB>
+    /// #2 ID<TAB>#1 String<TAB>#2 String`, Quality 1 = paraphrase), not a folder of images.
+    #[arg(long)]
+    pub pairs: bool,
 }
 
 impl FolderArgs {

@@ -16,6 +16,7 @@ mod labelled;
 mod plot;
 mod preprocess;
 mod search;
+mod sentence_pairs;
 mod serve;
 mod subject_level;
 mod synth;

@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use serde_json::json;
 use twin_core::config::EmbedConfig;
-use twin_core::manifest::{InputSpec, ModelManifest, PreprocessSpec};
+use twin_core::manifest::{ImageInput, ModelManifest, PreprocessSpec};
 use twin_core::preprocess::{preprocess_image, ImageLimits};
 
 #[derive(Debug, clap::Args)]
@@ -104,16 +104,23 @@ fn parse_list(text: &str, base: &Path) -> anyhow::Result<Vec<Entry>> {
     Ok(entries)
 }
 
-fn specs(args: &PreprocessArgs) -> anyhow::Result<(InputSpec, PreprocessSpec)> {
+fn specs(args: &PreprocessArgs) -> anyhow::Result<(ImageInput, PreprocessSpec)> {
     if let Some(dir) = &args.model {
         let manifest = ModelManifest::load(dir)?;
-        return Ok((manifest.input, manifest.preprocess));
+        let Some((input, spec)) = manifest.image() else {
+            bail!(
+                "model {} takes {} input; `twin preprocess` prepares images",
+                manifest.name,
+                manifest.input_kind()
+            );
+        };
+        return Ok((input.clone(), spec.clone()));
     }
     let (Some(height), Some(width)) = (args.height, args.width) else {
         bail!("give --model DIR, or --height and --width");
     };
     Ok((
-        InputSpec {
+        ImageInput {
             name: args.input_name.clone(),
             channels: args.channels,
             height,
@@ -231,7 +238,10 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
 fn embed_all(dir: &Path, data: &[f32], per_image: usize, out: &Path) -> anyhow::Result<PathBuf> {
     let embedder = twin_embed::Embedder::load(dir, &EmbedConfig::default())
         .with_context(|| format!("cannot load the model in {}", dir.display()))?;
-    let tensors: Vec<Vec<f32>> = data.chunks(per_image).map(<[f32]>::to_vec).collect();
+    let tensors: Vec<twin_embed::Prepared> = data
+        .chunks(per_image)
+        .map(|t| twin_embed::Prepared::Image(t.to_vec()))
+        .collect();
     let vectors = embedder.embed_batch(&tensors)?;
     let size = embedder.manifest().output.embedding_size as usize;
     let flat: Vec<f32> = vectors.concat();
@@ -250,7 +260,7 @@ fn embed_all(dir: &Path, data: &[f32], per_image: usize, out: &Path) -> anyhow::
 fn preprocess_all(
     entries: &[Entry],
     spec: &PreprocessSpec,
-    input: &InputSpec,
+    input: &ImageInput,
     per_image: usize,
     threads: usize,
 ) -> Vec<Result<Vec<f32>, String>> {

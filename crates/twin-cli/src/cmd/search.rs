@@ -1,5 +1,5 @@
-//! `twin search IMG`: the enrolled images nearest to a probe, or "unknown" when no
-//! one reaches the threshold.
+//! `twin search IMG` (or `twin search --text "…"` for a text model): the enrolled samples
+//! nearest to a probe, or "unknown" when no one reaches the threshold.
 
 use std::path::PathBuf;
 
@@ -9,8 +9,11 @@ use super::client::{self, ClientArgs, PolicyArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct SearchArgs {
-    /// Probe image.
+    /// Probe image (with --text: the probe text).
     pub image: PathBuf,
+    /// The probe is a text, not an image file (for a text model such as paraphrase-v1).
+    #[arg(long)]
+    pub text: bool,
     /// Number of neighbours (1..1000).
     #[arg(long, default_value_t = 10)]
     pub top_k: u32,
@@ -34,7 +37,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
 }
 
 async fn search(args: SearchArgs) -> anyhow::Result<()> {
-    let image = client::read_image(&args.image).await?;
+    let image = client::read_sample(&args.image, args.text).await?;
     let connection = args.client.connect().await?;
     let response = connection
         .similarity()
@@ -67,9 +70,11 @@ async fn search(args: SearchArgs) -> anyhow::Result<()> {
             "unknown": response.unknown,
             "hits": hits,
             "audit": client::audit_json(response.audit.as_ref()),
+            "warnings": response.warnings,
         }));
         return Ok(());
     }
+    client::print_warnings(&response.warnings);
     if response.unknown {
         let (best, threshold) = response
             .audit

@@ -1,6 +1,7 @@
-//! `twin verify A B` (are two images of the same identity?) and
-//! `twin verify --subject ID IMG` (is this probe the enrolled subject?): the decision,
-//! its score and the audit record that explains it.
+//! `twin verify A B` (are two images of the same identity?), `twin verify --text "…" "…"`
+//! (are two sentences paraphrases? for a text model) and `twin verify --subject ID IMG`
+//! (is this probe the enrolled subject?): the decision, its score and the audit record
+//! that explains it.
 
 use std::path::PathBuf;
 
@@ -10,12 +11,16 @@ use super::client::{self, ClientArgs, PolicyArgs};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  twin verify a.png b.png\n  \
+    twin verify --model paraphrase-v1 --text \"The cat sat.\" \"A cat was sitting.\"\n  \
     twin verify --subject alice probe.png --aggregation k-of-n --k 2\n\n\
     Exit status 0 when a decision was made (match or not); see `match` in the output.")]
 pub struct VerifyArgs {
-    /// Two images to compare, or with --subject one probe image.
+    /// Two images to compare, or with --subject one probe image (with --text: texts).
     #[arg(required = true, num_args = 1..=2, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
+    /// The arguments are texts, not image files (for a text model such as paraphrase-v1).
+    #[arg(long)]
+    pub text: bool,
     /// Compare the probe with this enrolled subject's references.
     #[arg(long)]
     pub subject: Option<String>,
@@ -80,7 +85,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let connection = args.client.connect().await?;
     let mut verification = connection.verification();
     if let Some(subject) = &args.subject {
-        let probe = client::read_image(&args.images[0]).await?;
+        let probe = client::read_sample(&args.images[0], args.text).await?;
         let response = verification
             .verify_subject(VerifySubjectRequest {
                 subject_id: subject.clone(),
@@ -109,10 +114,12 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
                 "references": response.references,
                 "per_reference": references,
                 "audit": client::audit_json(response.audit.as_ref()),
+                "warnings": response.warnings,
             }));
             return Ok(());
         }
         print_decision(response.r#match, response.score);
+        client::print_warnings(&response.warnings);
         println!(
             "subject          {subject} ({} references)",
             response.references
@@ -132,8 +139,8 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let a = client::read_image(&args.images[0]).await?;
-    let b = client::read_image(&args.images[1]).await?;
+    let a = client::read_sample(&args.images[0], args.text).await?;
+    let b = client::read_sample(&args.images[1], args.text).await?;
     let response = verification
         .verify(VerifyRequest {
             a: Some(a),
@@ -153,10 +160,12 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             "match": response.r#match,
             "score": response.score,
             "audit": client::audit_json(response.audit.as_ref()),
+            "warnings": response.warnings,
         }));
         return Ok(());
     }
     print_decision(response.r#match, response.score);
+    client::print_warnings(&response.warnings);
     client::print_audit(response.audit.as_ref());
     Ok(())
 }

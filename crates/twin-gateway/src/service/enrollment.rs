@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
-use twin_core::ids::{new_job_id, point_id, sha256_hex};
+use twin_core::ids::{new_job_id, point_id};
+use twin_core::input::Input;
 use twin_core::subject::validate_subject_id;
 use twin_embed::Embedder;
 use twin_proto::v1 as pb;
@@ -14,7 +15,7 @@ use twin_queue::{JobRecord, JobState};
 use uuid::Uuid;
 
 use crate::convert::{labels_from_proto, labels_to_proto, now, timestamp_ms};
-use crate::state::AppState;
+use crate::state::{input_of, AppState};
 use crate::status::ApiError;
 
 /// Items validated and published together in a streaming enrolment.
@@ -33,10 +34,12 @@ pub struct EnrollmentService {
 struct ValidJob {
     job: pb::EmbedJob,
     point_id: Uuid,
+    /// Said in the answer: the text is cut at the model's `max_tokens`.
+    warning: Option<String>,
 }
 
-/// Checks subject, labels and image (decoded and preprocessed exactly as the worker
-/// will), and builds the job.
+/// Checks subject, labels and sample (an image decoded and preprocessed, a text
+/// tokenized, exactly as the worker will), and builds the job.
 async fn validate(
     model: &Embedder,
     subject_id: String,
@@ -59,33 +62,42 @@ async fn validate(
             image.source.len()
         )));
     }
+    let source = image.source.clone();
+    let input = input_of(image);
     let checker = model.clone();
-    let (data, checked) = tokio::task::spawn_blocking(move || {
-        let checked = checker.preprocess(&image.data).map(|_| ());
-        (image.data, checked)
+    let (input, checked, warning) = tokio::task::spawn_blocking(move || {
+        let checked = checker.prepare(&input).map(|_| ());
+        let warning = checker.truncation_warning("image", &input);
+        (input, checked, warning)
     })
     .await
     .map_err(|e| ApiError::InvalidArgument(format!("image check failed: {e}")))?;
-    checked.map_err(|source| ApiError::BadImage {
+    checked.map_err(|source| ApiError::BadInput {
         which: "image".into(),
         source,
     })?;
-    let sha = sha256_hex(&data);
+    let sha = input.sha256();
     let model_id = model.manifest().id.clone();
     let point_id = point_id(&model_id, &subject_id, &sha);
+    let (image, text) = match input {
+        Input::Image(bytes) => (bytes, String::new()),
+        Input::Text(text) => (Vec::new(), text),
+    };
     Ok(ValidJob {
         job: pb::EmbedJob {
             job_id: new_job_id().to_string(),
             subject_id,
-            image: data,
+            image,
             image_sha256: sha,
             labels,
             model_id,
             enqueued_at: Some(now()),
             traceparent: String::new(),
-            source: image.source,
+            source,
+            text,
         },
         point_id,
+        warning,
     })
 }
 
@@ -180,6 +192,7 @@ impl Enrollment for EnrollmentService {
         };
         Ok(Response::new(pb::EnrollResponse {
             job: Some(record.to_proto()),
+            warnings: valid.warning.into_iter().collect(),
         }))
     }
 
@@ -328,6 +341,7 @@ impl EnrollmentService {
                 Err(error) => result.reason = error.to_string(),
                 Ok((valid, collection)) => {
                     result.point_id = valid.point_id.to_string();
+                    result.warnings = valid.warning.into_iter().collect();
                     match self
                         .state
                         .store

@@ -2,14 +2,13 @@
 
 use tonic::{Request, Response, Status};
 use twin_core::decision::resolve_threshold;
-use twin_core::ids::sha256_hex;
 use twin_proto::v1 as pb;
 use twin_proto::v1::similarity_server::Similarity;
 use twin_store::{PointFilter, SearchRequest};
 
 use crate::convert::{audit, labels_from_proto, labels_to_proto, threshold_choice, AuditInput};
 use crate::service::audit::{record, Decision};
-use crate::state::{embed_field, key_id, request_id, AppState};
+use crate::state::{embed_field, image_sha256, key_id, request_id, AppState};
 use crate::status::ApiError;
 
 const DEFAULT_TOP_K: usize = 10;
@@ -55,6 +54,7 @@ impl Similarity for SimilarityService {
         )
         .map_err(ApiError::from)?;
         let mut images_sha256 = Vec::new();
+        let mut warnings = Vec::new();
         let vector = match r.query.take() {
             None => {
                 return Err(ApiError::InvalidArgument(
@@ -63,8 +63,10 @@ impl Similarity for SimilarityService {
                 .into())
             }
             Some(pb::search_request::Query::Image(image)) => {
-                images_sha256.push(sha256_hex(&image.data));
-                embed_field(model, "image", Some(image)).await?
+                images_sha256.push(image_sha256(Some(&image)));
+                let embedded = embed_field(model, "image", Some(image)).await?;
+                warnings = embedded.warnings;
+                embedded.vectors
             }
             Some(pb::search_request::Query::Vector(vector)) => {
                 let size = manifest.output.embedding_size as usize;
@@ -182,6 +184,7 @@ impl Similarity for SimilarityService {
                 .collect(),
             unknown,
             audit: Some(audit),
+            warnings,
         }))
     }
 
@@ -191,16 +194,13 @@ impl Similarity for SimilarityService {
     ) -> Result<Response<pb::EmbedResponse>, Status> {
         let r = request.into_inner();
         let model = self.state.model(&r.model)?;
-        let image_sha256 = r
-            .image
-            .as_ref()
-            .map(|i| sha256_hex(&i.data))
-            .unwrap_or_default();
-        let vector = embed_field(model, "image", r.image).await?;
+        let image_sha256 = image_sha256(r.image.as_ref());
+        let embedded = embed_field(model, "image", r.image).await?;
         Ok(Response::new(pb::EmbedResponse {
-            vector,
+            vector: embedded.vectors,
             model_id: model.manifest().id.clone(),
             image_sha256,
+            warnings: embedded.warnings,
         }))
     }
 }

@@ -15,7 +15,9 @@ use crate::convert::{
     aggregation, audit, metric_from_proto, rbf_sigma, threshold_choice, AuditInput,
 };
 use crate::service::audit::{record, Decision};
-use crate::state::{embed_field, embed_fields, image_sha256, key_id, request_id, AppState};
+use crate::state::{
+    embed_field, embed_fields, image_sha256, key_id, request_id, AppState, Embedded,
+};
 use crate::status::ApiError;
 
 /// References compared by default, and at most.
@@ -50,7 +52,10 @@ impl Verification for VerificationService {
         )
         .map_err(ApiError::from)?;
         // Both images in one job: one ONNX run per pair, no wait for a batch-mate.
-        let [a, b] = embed_fields(model, [("a", r.a), ("b", r.b)]).await?;
+        let Embedded {
+            vectors: [a, b],
+            warnings,
+        } = embed_fields(model, [("a", r.a), ("b", r.b)]).await?;
         let score = score_pairs(model, metric, sigma, &[(&a, &b)]).await?[0];
         let matched = decide(score, threshold.threshold);
         tracing::debug!(request_id, model = %manifest.name, metric = %metric, score, threshold = threshold.threshold, matched, "verify");
@@ -77,6 +82,7 @@ impl Verification for VerificationService {
             r#match: matched,
             score,
             audit: Some(audit),
+            warnings,
         }))
     }
 
@@ -116,7 +122,10 @@ impl Verification for VerificationService {
                 .store
                 .list_subject(&collection.name, &r.subject_id, true)
         );
-        let probe = probe?;
+        let Embedded {
+            vectors: probe,
+            warnings,
+        } = probe?;
         let mut references = references.map_err(ApiError::from)?;
         if references.is_empty() {
             return Err(ApiError::NotFound(format!(
@@ -200,6 +209,7 @@ impl Verification for VerificationService {
             references: scores.len() as u32,
             per_reference,
             audit: Some(audit),
+            warnings,
         }))
     }
 }
