@@ -8,6 +8,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cmd::Cli::parse();
     cmd::init_tracing(cli.log_json);
+    twin_telemetry::install_tls_provider();
     match cmd::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -23,6 +23,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     twin_telemetry::init_tracing(args.log_json);
+    twin_telemetry::install_tls_provider();
     let config = TwinConfig::from_env(args.config.as_deref()).context("invalid configuration")?;
     let metrics = GatewayMetrics::new().context("metrics registry")?;
     let readiness = twin_telemetry::Readiness::default();

@@ -170,3 +170,11 @@ pub async fn shutdown_signal() {
         () = terminate => tracing::info!("SIGTERM received"),
     }
 }
+
+/// Chooses rustls's crypto provider (ring) for the whole process. Two providers are linked in
+/// (ring through tonic, aws-lc-rs through a dependency), and rustls then refuses to pick one
+/// itself: without this the first TLS listener or connection panics. Every binary calls it at
+/// start; a second call changes nothing.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -25,6 +25,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     twin_telemetry::init_tracing(args.log_json);
+    twin_telemetry::install_tls_provider();
     let config = TwinConfig::from_env(args.config.as_deref()).context("invalid configuration")?;
     if config.queue.backend != "rabbitmq" {
         anyhow::bail!(

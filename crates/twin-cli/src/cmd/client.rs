@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use twin_proto::v1::{decision_policy, DecisionPolicy, Image, Metric};
 
 /// Largest gRPC message the client sends or accepts (the gateway's limit).
@@ -26,6 +26,10 @@ pub struct ClientArgs {
     /// Print one JSON document instead of a readable table.
     #[arg(long)]
     pub json: bool,
+    /// PEM file of the CA that signed the gateway's certificate, for an https:// address
+    /// (default: the system's trusted roots).
+    #[arg(long, env = "TWIN_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// Threshold choice shared by `verify` and `search`; default: the model's default
@@ -122,6 +126,17 @@ pub fn status_error(what: &str, addr: &str, status: &tonic::Status) -> anyhow::E
 
 impl ClientArgs {
     /// Connects (at most 10 s) to `--addr` and installs the API key.
+    /// TLS for an https:// gateway: the system's roots, and `--ca-cert` when given.
+    fn tls(&self) -> anyhow::Result<ClientTlsConfig> {
+        let tls = ClientTlsConfig::new().with_native_roots();
+        let Some(path) = &self.ca_cert else {
+            return Ok(tls);
+        };
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+        Ok(tls.ca_certificate(Certificate::from_pem(pem)))
+    }
+
     pub async fn connect(&self) -> anyhow::Result<Connection> {
         let endpoint = Endpoint::from_shared(self.addr.clone())
             .with_context(|| {
@@ -131,6 +146,19 @@ impl ClientArgs {
                 )
             })?
             .connect_timeout(Duration::from_secs(10));
+        let endpoint = if self.addr.starts_with("https://") {
+            endpoint
+                .tls_config(self.tls()?)
+                .with_context(|| format!("cannot set up TLS for {}", self.addr))?
+        } else {
+            if self.ca_cert.is_some() {
+                anyhow::bail!(
+                    "--ca-cert applies to https:// addresses; {} is plain http",
+                    self.addr
+                );
+            }
+            endpoint
+        };
         let channel = endpoint.connect().await.with_context(|| {
             format!(
                 "cannot connect to {}: is `twin serve` (or the gateway) running there?",

@@ -1,0 +1,143 @@
+//! The gateway's transport edges on the real `twin serve`: TLS end to end (server and
+//! client: tonic with the test CA, and the `twin` command with `--ca-cert`), and load
+//! shedding provoked for real (an in-flight limit of 1 held by an open stream).
+
+use std::time::Duration;
+
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use tonic::{Code, Request};
+use twin_proto::v1 as pb;
+use twin_proto::v1::enrollment_client::EnrollmentClient;
+use twin_proto::v1::models_client::ModelsClient;
+use twin_tests::{bin, channel, dev_model, repo_root, TwinProcess};
+
+fn fixture(name: &str) -> String {
+    repo_root()
+        .join("tests/fixtures/tls")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// `https://localhost:<port>` of a server that printed `127.0.0.1:<port>`.
+fn https_url(process: &TwinProcess) -> String {
+    let url = process.url();
+    let port = url.rsplit(':').next().expect("a port");
+    format!("https://localhost:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_clients_that_trust_its_ca_and_refuses_plain_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("TWIN_GATEWAY__TLS_CERT", fixture("server.pem")),
+        ("TWIN_GATEWAY__TLS_KEY", fixture("server.key")),
+    ];
+    let serve = TwinProcess::serve(dir.path(), &[&dev_model()], &env).await;
+    let url = https_url(&serve);
+
+    let ca = std::fs::read(fixture("ca.pem")).expect("ca.pem");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    let secure = Endpoint::from_shared(url.clone())
+        .expect("url")
+        .tls_config(tls)
+        .expect("tls config")
+        .connect()
+        .await
+        .expect("a TLS client with the CA connects");
+    let listed = ModelsClient::new(secure)
+        .list_models(Request::new(pb::ListModelsRequest {}))
+        .await
+        .expect("ListModels over TLS")
+        .into_inner();
+    assert_eq!(listed.models.len(), 1);
+
+    // Plain HTTP/2 to the TLS port gets no answer.
+    let plain = Endpoint::from_shared(serve.url())
+        .expect("url")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5));
+    let refused = match plain.connect().await {
+        Err(_) => true,
+        Ok(channel) => ModelsClient::new(channel)
+            .list_models(Request::new(pb::ListModelsRequest {}))
+            .await
+            .is_err(),
+    };
+    assert!(
+        refused,
+        "a plain-text client must not be served on the TLS port"
+    );
+
+    // The `twin` command: trusts the CA given with --ca-cert, refuses the server without it.
+    let twin = |with_ca: bool| {
+        let mut command = std::process::Command::new(bin("twin"));
+        command
+            .args(["health", "--addr", &url])
+            .env("RUST_LOG", "warn");
+        if with_ca {
+            command.args(["--ca-cert", &fixture("ca.pem")]);
+        }
+        command.output().expect("run twin health")
+    };
+    let trusted = twin(true);
+    assert!(trusted.status.success(), "{trusted:?}");
+    let untrusted = twin(false);
+    assert!(
+        !untrusted.status.success(),
+        "an unknown CA must not be trusted: {untrusted:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_in_flight_limit_requests_are_shed_with_resource_exhausted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [("TWIN_GATEWAY__MAX_CONCURRENT_REQUESTS", "1".to_owned())];
+    let serve = TwinProcess::serve(dir.path(), &[&dev_model()], &env).await;
+    let channel = channel(&serve.url()).await;
+
+    // An EnqueueBatch stream that stays open holds the one permit until it ends.
+    let (items, stream) = tokio::sync::mpsc::channel::<pb::EnqueueItem>(1);
+    let mut enrollment = EnrollmentClient::new(channel.clone());
+    let held = tokio::spawn(async move {
+        enrollment
+            .enqueue_batch(tokio_stream::wrappers::ReceiverStream::new(stream))
+            .await
+    });
+
+    let mut models = ModelsClient::new(channel.clone());
+    let mut shed = None;
+    for _ in 0..100 {
+        match models
+            .list_models(Request::new(pb::ListModelsRequest {}))
+            .await
+        {
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                shed = Some(status);
+                break;
+            }
+            // The stream may not have reached the server yet.
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let status = shed.expect("a second request past the limit of 1 is shed");
+    assert!(
+        status.message().contains("server busy"),
+        "{}",
+        status.message()
+    );
+
+    // Once the stream ends its permit is free and requests are served again.
+    drop(items);
+    let finished = held
+        .await
+        .expect("task")
+        .expect("the held stream completes");
+    assert!(finished.into_inner().results.is_empty());
+    models
+        .list_models(Request::new(pb::ListModelsRequest {}))
+        .await
+        .expect("served again after the stream ended");
+}
