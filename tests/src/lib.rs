@@ -183,6 +183,17 @@ impl TwinProcess {
     }
 }
 
+/// Runs the `twin` command against the server at `url` (`TWIN_ADDR`), quietly; its output.
+pub async fn twin_command(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(bin("twin"))
+        .args(args)
+        .env("TWIN_ADDR", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run twin")
+}
+
 /// A connected gRPC channel to `url`, retried for up to 10 s.
 pub async fn channel(url: &str) -> tonic::transport::Channel {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned()).expect("valid url");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tonic::Request;
 use twin_proto::v1 as pb;
 use twin_proto::v1::enrollment_client::EnrollmentClient;
-use twin_tests::{bin, channel, dev_model, TwinProcess};
+use twin_tests::{channel, dev_model, twin_command, TwinProcess};
 
 /// One delivery and one point at a time, so that the batch is still being worked on when the
 /// process is killed.
@@ -20,16 +20,6 @@ fn slow_worker() -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn twin(url: &str, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(bin("twin"))
-        .args(args)
-        .env("TWIN_ADDR", url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("run twin")
-}
-
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -38,7 +28,7 @@ fn path(p: &Path) -> &str {
 async fn a_batch_survives_sigkill_and_the_restarted_serve_finishes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let images = dir.path().join("images");
-    let synth = twin(
+    let synth = twin_command(
         "",
         &[
             "synth",
@@ -60,7 +50,7 @@ async fn a_batch_survives_sigkill_and_the_restarted_serve_finishes_it() {
     assert!(synth.status.success(), "{synth:?}");
 
     let mut first = TwinProcess::serve(dir.path(), &[&dev_model()], &slow_worker()).await;
-    let enqueued = twin(&first.url(), &["enqueue", path(&images), "--json"]).await;
+    let enqueued = twin_command(&first.url(), &["enqueue", path(&images), "--json"]).await;
     assert!(enqueued.status.success(), "{enqueued:?}");
     let report: serde_json::Value =
         serde_json::from_slice(&enqueued.stdout).expect("enqueue --json");
@@ -109,7 +99,7 @@ async fn a_batch_survives_sigkill_and_the_restarted_serve_finishes_it() {
         log.contains("jobs from before the restart are queued again"),
         "the kill found no job waiting, so this run proved nothing; log:\n{log}"
     );
-    let again = twin(&second.url(), &["enqueue", path(&images), "--json"]).await;
+    let again = twin_command(&second.url(), &["enqueue", path(&images), "--json"]).await;
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
     assert_eq!(again["already_stored"], 300, "{again}");
 }

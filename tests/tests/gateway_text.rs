@@ -11,7 +11,7 @@ use twin_proto::v1::enrollment_client::EnrollmentClient;
 use twin_proto::v1::models_client::ModelsClient;
 use twin_proto::v1::similarity_client::SimilarityClient;
 use twin_proto::v1::verification_client::VerificationClient;
-use twin_tests::{channel, dev_model, genuine, repo_root, TwinProcess};
+use twin_tests::{channel, dev_model, genuine, repo_root, twin_command, TwinProcess};
 
 const TEXT_MODEL: &str = "paraphrase-v1";
 
@@ -304,17 +304,6 @@ async fn every_bad_text_input_is_invalid_argument_and_says_why() {
     );
 }
 
-/// `twin` itself against the server: enqueue a file of sentences, verify and search by text.
-async fn twin(url: &str, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(twin_tests::bin("twin"))
-        .args(args)
-        .env("TWIN_ADDR", url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("run twin")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_enqueues_verifies_and_searches_text() {
     let serve = serve().await;
@@ -330,7 +319,7 @@ async fn the_cli_enqueues_verifies_and_searches_text() {
     )
     .expect("write sentences");
     let file = file.display().to_string();
-    let enqueued = twin(
+    let enqueued = twin_command(
         &url,
         &[
             "enqueue", "--texts", &file, "--model", TEXT_MODEL, "--wait", "--json",
@@ -350,7 +339,7 @@ async fn the_cli_enqueues_verifies_and_searches_text() {
         "{report}"
     );
 
-    let verified = twin(
+    let verified = twin_command(
         &url,
         &[
             "verify",
@@ -367,7 +356,7 @@ async fn the_cli_enqueues_verifies_and_searches_text() {
     let answer: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("json");
     assert_eq!(answer["match"], true, "{answer}");
 
-    let searched = twin(
+    let searched = twin_command(
         &url,
         &[
             "search",

@@ -11,23 +11,13 @@ use tonic::Request;
 use twin_proto::v1 as pb;
 use twin_proto::v1::audit_trail_client::AuditTrailClient;
 use twin_proto::v1::enrollment_client::EnrollmentClient;
-use twin_tests::{bin, channel, dev_model, TwinProcess};
+use twin_tests::{channel, dev_model, twin_command, TwinProcess};
 
 const WRITERS: usize = 100;
 const PER_WRITER: usize = 50;
 const KILLS: usize = 3;
 /// What a restarted `twin serve` logs when its journal held accepted, unsettled jobs.
 const REPLAYED: &str = "jobs from before the restart are queued again";
-
-async fn twin(url: &str, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(bin("twin"))
-        .args(args)
-        .env("TWIN_ADDR", url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("run twin")
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -50,7 +40,7 @@ impl Lcg {
 async fn verify(url: &str, images: &Path, writer: usize) -> String {
     let a = images.join(format!("w{:04}/w{:04}-G-01.png", writer + 1, writer + 1));
     let b = images.join(format!("w{:04}/w{:04}-G-02.png", writer + 1, writer + 1));
-    let out = twin(url, &["verify", path(&a), path(&b), "--json"]).await;
+    let out = twin_command(url, &["verify", path(&a), path(&b), "--json"]).await;
     assert!(out.status.success(), "{out:?}");
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify --json");
     answer["audit"]["request_id"]
@@ -64,7 +54,7 @@ async fn sigkill_during_a_5000_image_enrolment_stores_every_image_exactly_once_a
 ) {
     let dir = tempfile::tempdir().expect("tempdir");
     let images = dir.path().join("images");
-    let synth = twin(
+    let synth = twin_command(
         "",
         &[
             "synth",
@@ -99,7 +89,7 @@ async fn sigkill_during_a_5000_image_enrolment_stores_every_image_exactly_once_a
         let enqueue = tokio::spawn({
             let url = url.clone();
             let images = images.clone();
-            async move { twin(&url, &["enqueue", path(&images), "--json"]).await }
+            async move { twin_command(&url, &["enqueue", path(&images), "--json"]).await }
         });
         tokio::time::sleep(Duration::from_millis(rng.millis(300, 3000))).await;
         serve.kill().await;
@@ -123,7 +113,7 @@ async fn sigkill_during_a_5000_image_enrolment_stores_every_image_exactly_once_a
     );
     let url = serve.url();
     decisions.push(verify(&url, &images, KILLS).await);
-    let finished = twin(&url, &["enqueue", path(&images), "--wait", "--json"]).await;
+    let finished = twin_command(&url, &["enqueue", path(&images), "--wait", "--json"]).await;
     let report: serde_json::Value = serde_json::from_slice(&finished.stdout).expect("json");
     assert!(
         finished.status.success(),
@@ -131,7 +121,7 @@ async fn sigkill_during_a_5000_image_enrolment_stores_every_image_exactly_once_a
         serve.log_text()
     );
     assert_eq!(report["failed"], 0, "{report}");
-    let again = twin(&url, &["enqueue", path(&images), "--json"]).await;
+    let again = twin_command(&url, &["enqueue", path(&images), "--json"]).await;
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
     assert_eq!(again["already_stored"], WRITERS * PER_WRITER, "{again}");
 

@@ -470,9 +470,10 @@ fn report(args: &EnqueueArgs, summary: &Summary, seconds: f64) {
         return;
     }
     println!(
-        "enqueue {}: {} images in {seconds:.1} s",
+        "enqueue {}: {} {} in {seconds:.1} s",
         args.dir.display(),
-        summary.files
+        summary.files,
+        if args.texts { "texts" } else { "images" }
     );
     println!("  accepted        {:>7}", summary.accepted.len());
     println!("  already stored  {:>7}", summary.already_stored);
