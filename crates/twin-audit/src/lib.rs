@@ -22,10 +22,21 @@ use serde::{Deserialize, Serialize};
 
 /// (decided_at_ms, seq) → the record as JSON.
 const RECORDS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("records");
-/// (subject, decided_at_ms, seq) → ().
+/// (tenant's subject, decided_at_ms, seq) → (); see [`scoped`].
 const BY_SUBJECT: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("by_subject");
-/// request id → (decided_at_ms, seq).
+/// tenant's request id → (decided_at_ms, seq); see [`scoped`].
 const BY_REQUEST: TableDefinition<&str, (u64, u64)> = TableDefinition::new("by_request");
+
+/// An index key inside a tenant: the name alone for the default tenant (as logs written
+/// before tenants were), else tenant, NUL, name. Two tenants' subjects (or request ids)
+/// of one name are two keys, so one cannot shadow the other's records.
+fn scoped(tenant: &str, name: &str) -> String {
+    if tenant.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{tenant}\0{name}")
+    }
+}
 
 /// File name of the log in its directory.
 pub const AUDIT_FILE: &str = "audit.redb";
@@ -47,6 +58,9 @@ pub struct AuditRecord {
     pub request_id: String,
     /// Which api key asked: a digest of it, never the key; empty without authentication.
     pub key_id: String,
+    /// The tenant of that key; empty for the default tenant. A query reads one tenant.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tenant: String,
     /// "Verify", "VerifySubject" or "Search".
     pub method: String,
     /// The subject asked about (VerifySubject) or found (Search); empty otherwise.
@@ -86,9 +100,11 @@ mod exact {
     }
 }
 
-/// Which records a query wants; every field narrows it.
+/// Which records a query wants: always one tenant's; every other field narrows it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditQuery {
+    /// The tenant whose decisions are read (empty: the default tenant).
+    pub tenant: String,
     pub subject_id: Option<String>,
     pub request_id: Option<String>,
     /// Decided at or after, ms since the epoch.
@@ -372,10 +388,11 @@ fn commit(
             let json = serde_json::to_vec(record)?;
             records.insert(key, json.as_slice())?;
             if !record.subject_id.is_empty() {
-                by_subject.insert((record.subject_id.as_str(), key.0, key.1), ())?;
+                let subject = scoped(&record.tenant, &record.subject_id);
+                by_subject.insert((subject.as_str(), key.0, key.1), ())?;
             }
             if !record.request_id.is_empty() {
-                by_request.insert(record.request_id.as_str(), key)?;
+                by_request.insert(scoped(&record.tenant, &record.request_id).as_str(), key)?;
             }
         }
     }
@@ -416,8 +433,9 @@ fn prune(db: &Database, retention: Option<Duration>) -> Result<usize, Failure> {
                 .collect::<Result<_, Failure>>()?;
             for (key, record) in old {
                 records.remove(key)?;
-                by_subject.remove((record.subject_id.as_str(), key.0, key.1))?;
-                by_request.remove(record.request_id.as_str())?;
+                let subject = scoped(&record.tenant, &record.subject_id);
+                by_subject.remove((subject.as_str(), key.0, key.1))?;
+                by_request.remove(scoped(&record.tenant, &record.request_id).as_str())?;
                 dropped += 1;
             }
         }
@@ -442,7 +460,8 @@ fn read(
     let decode =
         |bytes: &[u8]| -> Result<AuditRecord, Failure> { Ok(serde_json::from_slice(bytes)?) };
     let keep = |r: &AuditRecord| {
-        r.decided_at_ms >= from
+        r.tenant == query.tenant
+            && r.decided_at_ms >= from
             && r.decided_at_ms < to
             && query.subject_id.as_ref().is_none_or(|s| &r.subject_id == s)
             && query
@@ -453,7 +472,7 @@ fn read(
     let mut out = Vec::new();
     if let Some(request_id) = &query.request_id {
         let by_request = txn.open_table(BY_REQUEST)?;
-        if let Some(key) = by_request.get(request_id.as_str())? {
+        if let Some(key) = by_request.get(scoped(&query.tenant, request_id).as_str())? {
             if let Some(value) = records.get(key.value())? {
                 let record = decode(value.value())?;
                 if keep(&record) {
@@ -465,6 +484,7 @@ fn read(
     }
     if let Some(subject) = &query.subject_id {
         let by_subject = txn.open_table(BY_SUBJECT)?;
+        let subject = scoped(&query.tenant, subject);
         for entry in by_subject
             .range((subject.as_str(), from, 0)..(subject.as_str(), to, 0))?
             .rev()
@@ -472,9 +492,12 @@ fn read(
             let (key, _) = entry?;
             let (_, at, seq) = key.value();
             if let Some(value) = records.get((at, seq))? {
-                out.push(decode(value.value())?);
-                if out.len() == limit {
-                    break;
+                let record = decode(value.value())?;
+                if keep(&record) {
+                    out.push(record);
+                    if out.len() == limit {
+                        break;
+                    }
                 }
             }
         }
@@ -601,5 +624,44 @@ mod tests {
             })
             .expect("query");
         assert!(gone.is_empty());
+    }
+
+    #[test]
+    fn each_tenant_reads_only_its_own_decisions_even_with_shared_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = now_ms();
+        let log = AuditLog::open(dir.path(), None).expect("open");
+        let in_tenant = |tenant: &str, at: u64| AuditRecord {
+            tenant: tenant.to_owned(),
+            ..record("alice", "same-request-id", at)
+        };
+        log.append(in_tenant("", now - 3000));
+        log.append(in_tenant("acme", now - 2000));
+        log.append(in_tenant("globex", now - 1000));
+        log.sync();
+        for tenant in ["", "acme", "globex"] {
+            let query = |subject: Option<&str>, request: Option<&str>| AuditQuery {
+                tenant: tenant.to_owned(),
+                subject_id: subject.map(str::to_owned),
+                request_id: request.map(str::to_owned),
+                ..AuditQuery::default()
+            };
+            for q in [
+                query(None, None),
+                query(Some("alice"), None),
+                query(None, Some("same-request-id")),
+            ] {
+                let found = log.query(&q).expect("query");
+                assert_eq!(found.len(), 1, "{q:?}: {found:?}");
+                assert_eq!(found[0].tenant, tenant);
+            }
+        }
+        let nobody = log
+            .query(&AuditQuery {
+                tenant: "initech".into(),
+                ..AuditQuery::default()
+            })
+            .expect("query");
+        assert!(nobody.is_empty());
     }
 }

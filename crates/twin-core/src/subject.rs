@@ -25,3 +25,34 @@ pub fn validate_subject_id(subject_id: &str) -> Result<(), CoreError> {
     }
     Ok(())
 }
+
+/// Longest tenant name, in bytes.
+pub const MAX_TENANT_BYTES: usize = 64;
+
+/// Checks a tenant name: empty (the default tenant, what keys bound to no tenant use)
+/// or 1..=64 characters of `[A-Za-z0-9_.-]`, not starting with `.` or `-`. The narrow
+/// alphabet keeps names safe inside keys files, audit indexes and point ids.
+pub fn validate_tenant(tenant: &str) -> Result<(), CoreError> {
+    let ok = tenant.len() <= MAX_TENANT_BYTES
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && !tenant.starts_with('.')
+        && !tenant.starts_with('-');
+    if !ok {
+        return Err(CoreError::InvalidSubject(format!(
+            "tenant {tenant:?} is invalid: use 1..={MAX_TENANT_BYTES} characters of \
+             [A-Za-z0-9_.-], not starting with '.' or '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// How a tenant is named in messages: the default tenant has no name of its own.
+pub fn tenant_label(tenant: &str) -> &str {
+    if tenant.is_empty() {
+        "(default)"
+    } else {
+        tenant
+    }
+}

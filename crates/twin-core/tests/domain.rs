@@ -100,14 +100,49 @@ fn aggregation_best_mean_and_k_of_n() {
 fn point_ids_are_deterministic_and_distinguish_every_part() {
     let sha = sha256_hex(b"image bytes");
     assert_eq!(sha.len(), 64);
-    let a = point_id("m1", "alice", &sha);
-    assert_eq!(a, point_id("m1", "alice", &sha));
+    let a = point_id("m1", "", "alice", &sha);
+    assert_eq!(a, point_id("m1", "", "alice", &sha));
     assert_eq!(a.get_version_num(), 5);
-    assert_ne!(a, point_id("m2", "alice", &sha));
-    assert_ne!(a, point_id("m1", "bob", &sha));
-    assert_ne!(a, point_id("m1", "alice", &sha256_hex(b"other")));
+    assert_ne!(a, point_id("m2", "", "alice", &sha));
+    assert_ne!(a, point_id("m1", "", "bob", &sha));
+    assert_ne!(a, point_id("m1", "", "alice", &sha256_hex(b"other")));
+    // Two tenants' subjects of the same name are two points.
+    assert_ne!(a, point_id("m1", "acme", "alice", &sha));
+    assert_ne!(
+        point_id("m1", "acme", "alice", &sha),
+        point_id("m1", "globex", "alice", &sha)
+    );
     // Joining must not be ambiguous: ("ab", "c") and ("a", "bc") differ.
-    assert_ne!(point_id("m", "ab", "c"), point_id("m", "a", "bc"));
+    assert_ne!(point_id("m", "", "ab", "c"), point_id("m", "", "a", "bc"));
+    assert_ne!(point_id("m", "t", "ab", "c"), point_id("m", "ta", "b", "c"));
+}
+
+#[test]
+fn points_stored_before_tenants_keep_their_ids() {
+    // The default tenant's ids are those of every earlier release: UUIDv5 over
+    // "model\0subject\0sha" (a stored collection must not change its ids).
+    let name = "m1\0alice\0ab";
+    assert_eq!(
+        point_id("m1", "", "alice", "ab"),
+        uuid::Uuid::new_v5(&twin_core::ids::POINT_NAMESPACE, name.as_bytes())
+    );
+}
+
+#[test]
+fn tenant_names_are_checked() {
+    use twin_core::subject::validate_tenant;
+    assert!(validate_tenant("").is_ok());
+    assert!(validate_tenant("acme-bank_2.eu").is_ok());
+    for bad in [
+        "acme bank",
+        "a/b",
+        ".hidden",
+        "-x",
+        "\u{0}",
+        &"t".repeat(65),
+    ] {
+        assert!(validate_tenant(bad).is_err(), "{bad:?} must be refused");
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use tokio::sync::Semaphore;
 use tonic::Status;
 
-use crate::auth::{ApiKeys, AuthError};
+use crate::auth::{AuthError, KeyRing};
 use crate::metrics::GatewayMetrics;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -17,20 +17,20 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Metadata key carrying the request id (taken from the client if it sent one).
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Admission control: assigns a request id, checks the api key for the method's scope,
-/// and sheds load past `max_concurrent` in-flight requests with RESOURCE_EXHAUSTED
+/// Admission control: assigns a request id, checks the api key for the method's scope
+/// (putting the [`crate::auth::Caller`] into the request's extensions), and sheds load past `max_concurrent` in-flight requests with RESOURCE_EXHAUSTED
 /// instead of queueing without bound.
 #[derive(Debug, Clone)]
 pub struct AdmissionLayer {
-    keys: Arc<ApiKeys>,
+    keys: Arc<KeyRing>,
     permits: Arc<Semaphore>,
     metrics: GatewayMetrics,
 }
 
 impl AdmissionLayer {
-    pub fn new(keys: ApiKeys, max_concurrent: usize, metrics: GatewayMetrics) -> Self {
+    pub fn new(keys: Arc<KeyRing>, max_concurrent: usize, metrics: GatewayMetrics) -> Self {
         Self {
-            keys: Arc::new(keys),
+            keys,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             metrics,
         }
@@ -92,15 +92,19 @@ where
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            if let Err(error) = layer.keys.authorize(&path, authorization) {
-                let status = match error {
-                    AuthError::ReadOnly(_) => Status::permission_denied(error.to_string()),
-                    _ => Status::unauthenticated(error.to_string()),
-                };
-                tracing::warn!(request_id, path, reason = %error, "request refused by auth");
-                layer.metrics.observe_refusal(&path, status.code());
-                return Ok(with_request_id(status.into_http(), &request_id));
-            }
+            let caller = match layer.keys.current().authorize(&path, authorization) {
+                Ok(caller) => caller,
+                Err(error) => {
+                    let status = match error {
+                        AuthError::Scope { .. } => Status::permission_denied(error.to_string()),
+                        _ => Status::unauthenticated(error.to_string()),
+                    };
+                    tracing::warn!(request_id, path, reason = %error, "request refused by auth");
+                    layer.metrics.observe_refusal(&path, status.code());
+                    return Ok(with_request_id(status.into_http(), &request_id));
+                }
+            };
+            request.extensions_mut().insert(caller);
             let Ok(_permit) = layer.permits.clone().try_acquire_owned() else {
                 let status = Status::resource_exhausted(
                     "server busy: too many requests in flight; retry with backoff",

@@ -10,17 +10,19 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use twin_core::config::GatewayConfig;
+use twin_proto::v1::api_keys_server::ApiKeysServer;
 use twin_proto::v1::audit_trail_server::AuditTrailServer;
 use twin_proto::v1::enrollment_server::EnrollmentServer;
 use twin_proto::v1::models_server::ModelsServer;
 use twin_proto::v1::similarity_server::SimilarityServer;
 use twin_proto::v1::verification_server::VerificationServer;
 
-use crate::auth::{ApiKeys, AuthError};
+use crate::auth::AuthError;
 use crate::layers::AdmissionLayer;
 use crate::metrics::GatewayMetrics;
 use crate::service::audit::AuditTrailService;
 use crate::service::enrollment::EnrollmentService;
+use crate::service::keys::ApiKeysService;
 use crate::service::models::ModelsService;
 use crate::service::similarity::SimilarityService;
 use crate::service::verification::VerificationService;
@@ -69,14 +71,8 @@ impl BoundGateway {
         metrics: GatewayMetrics,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let keys = if config.api_keys_file.is_empty() {
-            tracing::warn!(
-                "no api keys configured (gateway.api_keys_file): every caller may read and write"
-            );
-            ApiKeys::default()
-        } else {
-            ApiKeys::load(config.api_keys_file.as_ref())?
-        };
+        let keys = state.keys.clone();
+        keys.watch();
         for model in state.models.all() {
             metrics.set_provider(model.provider().name);
             metrics.watch_model(model);
@@ -115,6 +111,9 @@ impl BoundGateway {
         let audit_trail = AuditTrailServer::new(AuditTrailService {
             state: state.clone(),
         });
+        let api_keys = ApiKeysServer::new(ApiKeysService {
+            state: state.clone(),
+        });
         let models = ModelsServer::new(ModelsService { state });
         for name in [
             "twin.v1.Verification",
@@ -122,6 +121,7 @@ impl BoundGateway {
             "twin.v1.Enrollment",
             "twin.v1.Models",
             "twin.v1.AuditTrail",
+            "twin.v1.ApiKeys",
             "",
         ] {
             health_reporter
@@ -152,6 +152,7 @@ impl BoundGateway {
             .add_service(similarity)
             .add_service(enrollment)
             .add_service(audit_trail)
+            .add_service(api_keys)
             .add_service(models);
 
         tracing::info!(addr = %self.addr, tls = !config.tls_cert.is_empty(), "gateway serving");

@@ -22,6 +22,8 @@ pub struct AppState {
     pub enroll_wait: Duration,
     /// The audit trail every decision is appended to (`audit.enabled`).
     pub audit: Option<twin_audit::AuditLog>,
+    /// The api keys in force (`gateway.api_keys_file`), re-read when the file changes.
+    pub keys: Arc<crate::auth::KeyRing>,
 }
 
 /// Why the gateway could not start.
@@ -29,6 +31,8 @@ pub struct AppState {
 pub enum StartError {
     #[error("audit trail: {0}")]
     Audit(String),
+    #[error(transparent)]
+    Keys(#[from] crate::auth::AuthError),
     #[error("loading models: {0}")]
     Models(#[from] twin_embed::EmbedError),
     #[error("opening the store: {0}")]
@@ -80,12 +84,26 @@ impl AppState {
         } else {
             None
         };
+        let keys = if config.gateway.api_keys_file.is_empty() {
+            tracing::warn!(
+                "no api keys configured (gateway.api_keys_file): every caller may read and write"
+            );
+            crate::auth::KeyRing::disabled()
+        } else {
+            let path = std::path::PathBuf::from(&config.gateway.api_keys_file);
+            tokio::task::spawn_blocking(move || crate::auth::KeyRing::open(&path))
+                .await
+                .map_err(|e| {
+                    crate::auth::AuthError::Request(format!("keys loading task failed: {e}"))
+                })??
+        };
         let state = Self {
             models,
             store,
             queue,
             enroll_wait: Duration::from_millis(config.gateway.request_timeout_ms),
             audit,
+            keys: Arc::new(keys),
         };
         state.ensure_collections().await?;
         Ok((state, feed))
@@ -127,25 +145,23 @@ pub fn request_id<T>(request: &tonic::Request<T>) -> String {
         .to_owned()
 }
 
-/// Which api key sent `request`: "key:" and the first 12 hex digits of the key's sha256
-/// (never the key); empty without an `authorization` header.
-pub fn key_id<T>(request: &tonic::Request<T>) -> String {
-    use sha2::{Digest, Sha256};
-    let token = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+/// Who sent `request`, as the admission layer established it from the api key. A
+/// request that did not pass the layer (no extension) is the default tenant's.
+pub fn caller<T>(request: &tonic::Request<T>) -> crate::auth::Caller {
+    request
+        .extensions()
+        .get::<crate::auth::Caller>()
+        .cloned()
+        .unwrap_or_else(|| {
+            let authorization = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            let mut caller =
+                crate::auth::Caller::anonymous(crate::auth::key_id_of_header(authorization));
+            caller.scope = crate::auth::Scope::Read;
+            caller
         })
-        .map(str::trim)
-        .unwrap_or_default();
-    if token.is_empty() {
-        return String::new();
-    }
-    let digest = hex::encode(Sha256::digest(token.as_bytes()));
-    format!("key:{}", &digest[..12])
 }
 
 /// The sample a request's `Image` message carries: its image bytes or its text. Neither

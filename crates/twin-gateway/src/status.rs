@@ -8,6 +8,8 @@ use twin_embed::EmbedError;
 use twin_queue::QueueError;
 use twin_store::StoreError;
 
+use crate::auth::AuthError;
+
 /// Whatever a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -25,6 +27,11 @@ pub enum ApiError {
     },
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The key may not do this (another tenant's audit trail).
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// The gateway is not set up for the request (a feature switched off).
     #[error("{0}")]
     FailedPrecondition(String),
@@ -58,6 +65,14 @@ impl ApiError {
             ApiError::InvalidArgument(_) | ApiError::BadInput { .. } => Code::InvalidArgument,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            ApiError::PermissionDenied(_) | ApiError::Auth(AuthError::Scope { .. }) => {
+                Code::PermissionDenied
+            }
+            ApiError::Auth(AuthError::Missing | AuthError::Invalid) => Code::Unauthenticated,
+            ApiError::Auth(AuthError::Request(_)) => Code::InvalidArgument,
+            ApiError::Auth(AuthError::UnknownKey(_)) => Code::NotFound,
+            ApiError::Auth(AuthError::NoKeysFile) => Code::FailedPrecondition,
+            ApiError::Auth(AuthError::File { .. }) => Code::Internal,
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
             ApiError::Internal(_) => Code::Internal,
             ApiError::Core(CoreError::UnknownMetric(_))

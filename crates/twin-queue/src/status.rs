@@ -41,6 +41,10 @@ impl JobState {
 pub struct JobRecord {
     pub job_id: String,
     pub state: JobState,
+    /// The tenant of the key that enqueued it; empty for the default tenant. Only keys of
+    /// this tenant can read the record.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tenant: String,
     #[serde(default)]
     pub subject_id: String,
     #[serde(default)]
@@ -69,10 +73,16 @@ impl JobRecord {
         Self {
             job_id: job.job_id.clone(),
             state,
+            tenant: job.tenant.clone(),
             subject_id: job.subject_id.clone(),
             model_id: job.model_id.clone(),
-            point_id: twin_core::ids::point_id(&job.model_id, &job.subject_id, &job.image_sha256)
-                .to_string(),
+            point_id: twin_core::ids::point_id(
+                &job.model_id,
+                &job.tenant,
+                &job.subject_id,
+                &job.image_sha256,
+            )
+            .to_string(),
             error: truncate(error, MAX_REASON_BYTES).to_owned(),
             attempts,
             enqueued_at_ms: if enqueued == 0 { now } else { enqueued },
@@ -101,6 +111,7 @@ impl JobRecord {
         Self {
             job_id: job_id.to_owned(),
             state: JobState::Failed,
+            tenant: String::new(),
             subject_id: String::new(),
             model_id: String::new(),
             point_id: String::new(),
@@ -123,6 +134,7 @@ impl JobRecord {
                 self.error.clone_from(&other.error);
             }
         }
+        fill(&mut self.tenant, &other.tenant);
         fill(&mut self.subject_id, &other.subject_id);
         fill(&mut self.model_id, &other.model_id);
         fill(&mut self.point_id, &other.point_id);
@@ -165,7 +177,7 @@ mod tests {
         let record = JobRecord::queued(&job);
         assert_eq!(
             record.point_id,
-            twin_core::ids::point_id("m", "alice", &"ab".repeat(32)).to_string()
+            twin_core::ids::point_id("m", "", "alice", &"ab".repeat(32)).to_string()
         );
     }
 

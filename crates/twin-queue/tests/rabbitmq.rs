@@ -330,7 +330,8 @@ async fn job_status_follows_queued_done_and_failed_through_the_broker() {
             assert_eq!(record.state, JobState::Queued);
             assert_eq!(
                 record.point_id,
-                twin_core::ids::point_id(&j.model_id, &j.subject_id, &j.image_sha256).to_string()
+                twin_core::ids::point_id(&j.model_id, &j.tenant, &j.subject_id, &j.image_sha256)
+                    .to_string()
             );
         }
 

@@ -130,6 +130,9 @@ pub struct Alias {
 /// What twin stores next to each vector.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PointPayload {
+    /// The tenant the point belongs to; empty for the default tenant. Every read and
+    /// delete is confined to one tenant ([`PointFilter::tenant`]).
+    pub tenant: String,
     pub subject_id: String,
     /// sha256 of the enrolled image's bytes, lowercase hex.
     pub image_sha256: String,
@@ -147,13 +150,19 @@ pub struct PointPayload {
 pub const MAX_LABELS: usize = 16;
 
 impl PointPayload {
-    /// The deterministic point id of this payload: UUIDv5 of model id, subject id and
-    /// image sha256 (see [`twin_core::ids::point_id`]).
+    /// The deterministic point id of this payload: UUIDv5 of model id, tenant, subject
+    /// id and image sha256 (see [`twin_core::ids::point_id`]).
     pub fn point_id(&self) -> Uuid {
-        twin_core::ids::point_id(&self.model_id, &self.subject_id, &self.image_sha256)
+        twin_core::ids::point_id(
+            &self.model_id,
+            &self.tenant,
+            &self.subject_id,
+            &self.image_sha256,
+        )
     }
 
     fn validate(&self) -> Result<(), StoreError> {
+        validate_tenant(&self.tenant)?;
         twin_core::subject::validate_subject_id(&self.subject_id)
             .map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
         if self.labels.len() > MAX_LABELS {
@@ -173,6 +182,12 @@ impl PointPayload {
         }
         Ok(())
     }
+}
+
+/// A tenant name as the store accepts it ([`twin_core::subject::validate_tenant`]).
+pub(crate) fn validate_tenant(tenant: &str) -> Result<(), StoreError> {
+    twin_core::subject::validate_tenant(tenant)
+        .map_err(|e| StoreError::InvalidArgument(e.to_string()))
 }
 
 /// One label as the API allows it: key 1..=64 bytes of `[A-Za-z0-9_.-]`, value at most
@@ -237,9 +252,13 @@ pub struct Hit {
     pub payload: PointPayload,
 }
 
-/// Which points an operation considers. Empty fields do not restrict.
+/// Which points an operation considers: always those of one tenant; empty subject ids
+/// and labels do not restrict further.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PointFilter {
+    /// The tenant whose points are considered (empty: the default tenant). There is no
+    /// filter across tenants, so no request can reach another tenant's points.
+    pub tenant: String,
     /// Points of any of these subjects.
     pub subject_ids: Vec<String>,
     /// Points carrying all of these labels (exact key and value).
@@ -247,30 +266,44 @@ pub struct PointFilter {
 }
 
 impl PointFilter {
-    /// Every point.
+    /// Every point of the default tenant.
     pub fn all() -> Self {
         Self::default()
     }
 
-    /// The points of one subject.
+    /// The points of one subject of the default tenant.
     pub fn subject(subject_id: impl Into<String>) -> Self {
         Self {
             subject_ids: vec![subject_id.into()],
-            labels: BTreeMap::new(),
+            ..Self::default()
         }
     }
 
-    /// True when the filter lets every point through.
+    /// The same filter, confined to `tenant`'s points instead.
+    pub fn in_tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = tenant.into();
+        self
+    }
+
+    /// True when the filter lets every point of its tenant through.
     pub fn is_empty(&self) -> bool {
         self.subject_ids.is_empty() && self.labels.is_empty()
     }
 
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        validate_tenant(&self.tenant)?;
         for (key, value) in &self.labels {
             validate_label(key, value)?;
         }
         Ok(())
     }
+}
+
+/// The points of one tenant's subject, with both names checked.
+pub(crate) fn subject_filter(tenant: &str, subject_id: &str) -> Result<PointFilter, StoreError> {
+    let filter = PointFilter::subject(subject_id).in_tenant(tenant);
+    filter.validate()?;
+    Ok(filter)
 }
 
 /// A nearest-neighbour query.
@@ -370,8 +403,8 @@ pub trait VectorStore: Send + Sync + std::fmt::Debug {
     /// Checks that the store answers.
     async fn health(&self) -> Result<(), StoreError>;
 
-    /// Creates the collection if it does not exist, with payload indexes on the subject
-    /// id and the labels; `Conflict` when it exists with another size or metric.
+    /// Creates the collection if it does not exist, with payload indexes on the tenant,
+    /// the subject id and the labels; `Conflict` when it exists with another size or metric.
     async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<CollectionInfo, StoreError>;
 
     /// The collection behind `collection` (a name or an alias); `NotFound` when none.
@@ -399,10 +432,11 @@ pub trait VectorStore: Send + Sync + std::fmt::Debug {
         with_vector: bool,
     ) -> Result<Vec<StoredPoint>, StoreError>;
 
-    /// Every point of a subject, ordered by id.
+    /// Every point of a tenant's subject, ordered by id.
     async fn list_subject(
         &self,
         collection: &str,
+        tenant: &str,
         subject_id: &str,
         with_vector: bool,
     ) -> Result<Vec<StoredPoint>, StoreError>;
@@ -410,8 +444,13 @@ pub trait VectorStore: Send + Sync + std::fmt::Debug {
     /// Number of points passing the filter (exact).
     async fn count(&self, collection: &str, filter: &PointFilter) -> Result<u64, StoreError>;
 
-    /// Deletes every point of a subject; returns how many there were.
-    async fn delete_subject(&self, collection: &str, subject_id: &str) -> Result<u64, StoreError>;
+    /// Deletes every point of a tenant's subject; returns how many there were.
+    async fn delete_subject(
+        &self,
+        collection: &str,
+        tenant: &str,
+        subject_id: &str,
+    ) -> Result<u64, StoreError>;
 
     /// Deletes points by id; returns how many of them existed.
     async fn delete_points(&self, collection: &str, ids: &[Uuid]) -> Result<u64, StoreError>;

@@ -10,15 +10,20 @@ use serde_json::{Map, Value};
 use crate::contract::{PointFilter, PointPayload};
 use crate::error::StoreError;
 
+pub(crate) const TENANT: &str = "tenant";
 pub(crate) const SUBJECT_ID: &str = "subject_id";
 pub(crate) const LABELS: &str = "labels";
 
 /// Payload fields with a keyword index.
-pub(crate) const INDEXED_FIELDS: [&str; 2] = [SUBJECT_ID, LABELS];
+pub(crate) const INDEXED_FIELDS: [&str; 3] = [TENANT, SUBJECT_ID, LABELS];
 
-/// The payload document as stored.
+/// The payload document as stored. The default tenant's points carry no `tenant`
+/// field (as every point did before tenants existed), so a filter on "no tenant"
+/// finds them, old and new alike.
 #[derive(Debug, Serialize, Deserialize)]
 struct PayloadDoc {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    tenant: String,
     subject_id: String,
     image_sha256: String,
     #[serde(default)]
@@ -36,6 +41,7 @@ pub(crate) fn label_term(key: &str, value: &str) -> String {
 
 pub(crate) fn encode(payload: &PointPayload) -> Map<String, Value> {
     let doc = PayloadDoc {
+        tenant: payload.tenant.clone(),
         subject_id: payload.subject_id.clone(),
         image_sha256: payload.image_sha256.clone(),
         labels: payload
@@ -69,6 +75,7 @@ pub(crate) fn decode(point: &str, map: Map<String, Value>) -> Result<PointPayloa
         labels.insert(key.to_owned(), value.to_owned());
     }
     Ok(PointPayload {
+        tenant: doc.tenant,
         subject_id: doc.subject_id,
         image_sha256: doc.image_sha256,
         labels,
@@ -85,11 +92,17 @@ pub(crate) enum Term {
     AnyOf(&'static str, Vec<String>),
     /// The keyword field (or one element of the keyword array) equals the value.
     Equals(&'static str, String),
+    /// The field is absent.
+    Missing(&'static str),
 }
 
-/// The conditions a [`PointFilter`] stands for; empty = every point.
+/// The conditions a [`PointFilter`] stands for, its tenant's first: never empty.
 pub(crate) fn filter_terms(filter: &PointFilter) -> Vec<Term> {
-    let mut terms = Vec::new();
+    let mut terms = vec![if filter.tenant.is_empty() {
+        Term::Missing(TENANT)
+    } else {
+        Term::Equals(TENANT, filter.tenant.clone())
+    }];
     match filter.subject_ids.as_slice() {
         [] => {}
         [one] => terms.push(Term::Equals(SUBJECT_ID, one.clone())),
@@ -108,6 +121,7 @@ mod tests {
     #[test]
     fn payload_round_trips_through_its_stored_form() {
         let payload = PointPayload {
+            tenant: "acme".into(),
             subject_id: "alice".into(),
             image_sha256: "ab".repeat(32),
             labels: [("session".to_owned(), "2024=05".to_owned())].into(),
@@ -121,6 +135,17 @@ mod tests {
     }
 
     #[test]
+    fn the_default_tenant_is_stored_without_a_tenant_field_as_before() {
+        let payload = PointPayload {
+            subject_id: "alice".into(),
+            ..PointPayload::default()
+        };
+        let stored = encode(&payload);
+        assert!(!stored.contains_key(TENANT), "{stored:?}");
+        assert_eq!(decode("p", stored).expect("decodes"), payload);
+    }
+
+    #[test]
     fn foreign_payloads_are_reported_not_guessed() {
         let mut map = Map::new();
         map.insert("title".into(), Value::String("x".into()));
@@ -130,15 +155,20 @@ mod tests {
 
     #[test]
     fn filters_become_terms() {
-        assert!(filter_terms(&PointFilter::all()).is_empty());
+        assert_eq!(
+            filter_terms(&PointFilter::all()),
+            vec![Term::Missing(TENANT)]
+        );
         let mut filter = PointFilter {
             subject_ids: vec!["a".into(), "b".into()],
             ..PointFilter::default()
-        };
+        }
+        .in_tenant("acme");
         filter.labels.insert("k".into(), "v".into());
         assert_eq!(
             filter_terms(&filter),
             vec![
+                Term::Equals(TENANT, "acme".into()),
                 Term::AnyOf(SUBJECT_ID, vec!["a".into(), "b".into()]),
                 Term::Equals(LABELS, "k=v".into())
             ]

@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use qdrant_client::qdrant::{
     alias_operations, collections_client::CollectionsClient, condition::ConditionOneOf,
-    point_id::PointIdOptions, points_client::PointsClient, points_selector::PointsSelectorOneOf,
-    qdrant_client::QdrantClient, query, r#match::MatchValue, vector_output, vectors_config,
-    vectors_output, AliasOperations, ChangeAliases, Condition, CountPoints, CreateAlias,
-    CreateCollection, CreateFieldIndexCollection, DeleteAlias, DeleteCollection, DeletePoints,
-    FieldCondition, FieldType, Filter, GetCollectionInfoRequest, GetPoints, HealthCheckRequest,
-    ListAliasesRequest, Match, PointId, PointStruct, PointsIdsList, PointsSelector, Query,
-    QueryPoints, RepeatedStrings, ScrollPoints, UpsertPoints, Value, VectorInput, VectorParams,
-    Vectors, VectorsConfig, VectorsOutput,
+    payload_index_params, point_id::PointIdOptions, points_client::PointsClient,
+    points_selector::PointsSelectorOneOf, qdrant_client::QdrantClient, query, r#match::MatchValue,
+    vector_output, vectors_config, vectors_output, AliasOperations, ChangeAliases, Condition,
+    CountPoints, CreateAlias, CreateCollection, CreateFieldIndexCollection, DeleteAlias,
+    DeleteCollection, DeletePoints, FieldCondition, FieldType, Filter, GetCollectionInfoRequest,
+    GetPoints, HealthCheckRequest, KeywordIndexParams, ListAliasesRequest, Match,
+    PayloadIndexParams, PointId, PointStruct, PointsIdsList, PointsSelector, Query, QueryPoints,
+    RepeatedStrings, ScrollPoints, UpsertPoints, Value, VectorInput, VectorParams, Vectors,
+    VectorsConfig, VectorsOutput,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -29,8 +30,8 @@ use twin_core::config::StoreConfig;
 use uuid::Uuid;
 
 use crate::contract::{
-    apply_threshold, validate_name, validate_points, Alias, CollectionInfo, CollectionSpec, Hit,
-    Point, PointFilter, SearchRequest, StoredPoint, VectorStore,
+    apply_threshold, subject_filter, validate_name, validate_points, Alias, CollectionInfo,
+    CollectionSpec, Hit, Point, PointFilter, SearchRequest, StoredPoint, VectorStore,
 };
 use crate::distance::IndexDistance;
 use crate::error::StoreError;
@@ -322,6 +323,16 @@ impl RemoteStore {
             wait: Some(true),
             field_name: field.to_owned(),
             field_type: Some(FieldType::Keyword as i32),
+            // The tenant field tells Qdrant to keep each tenant's points together
+            // (its multitenancy optimisation): every twin query filters on it.
+            field_index_params: (field == payload::TENANT).then(|| PayloadIndexParams {
+                index_params: Some(payload_index_params::IndexParams::KeywordIndexParams(
+                    KeywordIndexParams {
+                        is_tenant: Some(true),
+                        ..Default::default()
+                    },
+                )),
+            }),
             ..Default::default()
         };
         self.rpc(
@@ -433,12 +444,8 @@ fn status_error(url: &str, what: &str, status: Status) -> StoreError {
     }
 }
 
-fn grpc_filter(filter: &PointFilter) -> Option<Filter> {
-    let terms = payload::filter_terms(filter);
-    if terms.is_empty() {
-        return None;
-    }
-    let must = terms
+fn grpc_filter(filter: &PointFilter) -> Filter {
+    let must = payload::filter_terms(filter)
         .into_iter()
         .map(|term| {
             let (key, value) = match term {
@@ -447,6 +454,7 @@ fn grpc_filter(filter: &PointFilter) -> Option<Filter> {
                     field,
                     MatchValue::Keywords(RepeatedStrings { strings: values }),
                 ),
+                Term::Missing(field) => return Condition::is_empty(field),
             };
             Condition {
                 condition_one_of: Some(ConditionOneOf::Field(FieldCondition {
@@ -459,10 +467,10 @@ fn grpc_filter(filter: &PointFilter) -> Option<Filter> {
             }
         })
         .collect();
-    Some(Filter {
+    Filter {
         must,
         ..Default::default()
-    })
+    }
 }
 
 fn grpc_payload(point: &Point) -> HashMap<String, Value> {
@@ -688,7 +696,7 @@ impl VectorStore for RemoteStore {
                     request.vector.clone(),
                 ))),
             }),
-            filter: grpc_filter(&request.filter),
+            filter: Some(grpc_filter(&request.filter)),
             score_threshold: request
                 .score_threshold
                 .map(|t| distance.qdrant_threshold(t)),
@@ -744,10 +752,11 @@ impl VectorStore for RemoteStore {
     async fn list_subject(
         &self,
         collection: &str,
+        tenant: &str,
         subject_id: &str,
         with_vector: bool,
     ) -> Result<Vec<StoredPoint>, StoreError> {
-        let filter = grpc_filter(&PointFilter::subject(subject_id));
+        let filter = Some(grpc_filter(&subject_filter(tenant, subject_id)?));
         let mut points = Vec::new();
         let mut offset = None;
         loop {
@@ -780,13 +789,17 @@ impl VectorStore for RemoteStore {
 
     async fn count(&self, collection: &str, filter: &PointFilter) -> Result<u64, StoreError> {
         filter.validate()?;
-        self.count_filtered(collection, grpc_filter(filter)).await
+        self.count_filtered(collection, Some(grpc_filter(filter)))
+            .await
     }
 
-    async fn delete_subject(&self, collection: &str, subject_id: &str) -> Result<u64, StoreError> {
-        let Some(filter) = grpc_filter(&PointFilter::subject(subject_id)) else {
-            return Ok(0);
-        };
+    async fn delete_subject(
+        &self,
+        collection: &str,
+        tenant: &str,
+        subject_id: &str,
+    ) -> Result<u64, StoreError> {
+        let filter = grpc_filter(&subject_filter(tenant, subject_id)?);
         // Qdrant does not say how many points a filtered delete removed: count first.
         // A point enrolled between the two calls is deleted without being counted.
         let count = self

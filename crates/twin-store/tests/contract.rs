@@ -199,7 +199,11 @@ mod cases {
         };
         assert_eq!(h.store.count(&c, &two).await.expect("count"), 6);
 
-        let listed = h.store.list_subject(&c, "bob", true).await.expect("list");
+        let listed = h
+            .store
+            .list_subject(&c, "", "bob", true)
+            .await
+            .expect("list");
         assert_eq!(listed.len(), 3);
         assert!(
             listed.windows(2).all(|w| w[0].id < w[1].id),
@@ -210,7 +214,7 @@ mod cases {
             .all(|p| p.vector.as_ref().is_some_and(|v| v.len() == DIM)));
         assert!(h
             .store
-            .list_subject(&c, "nobody", false)
+            .list_subject(&c, "", "nobody", false)
             .await
             .expect("list")
             .is_empty());
@@ -307,10 +311,19 @@ mod cases {
         }
         h.store.upsert(&c, &points).await.expect("upsert");
         assert_eq!(
-            h.store.delete_subject(&c, "alice").await.expect("delete"),
+            h.store
+                .delete_subject(&c, "", "alice")
+                .await
+                .expect("delete"),
             3
         );
-        assert_eq!(h.store.delete_subject(&c, "alice").await.expect("again"), 0);
+        assert_eq!(
+            h.store
+                .delete_subject(&c, "", "alice")
+                .await
+                .expect("again"),
+            0
+        );
         assert_eq!(
             h.store
                 .count(&c, &PointFilter::subject("alice"))
@@ -335,7 +348,11 @@ mod cases {
             .expect("search")
             .is_empty());
 
-        let bob = h.store.list_subject(&c, "bob", false).await.expect("list");
+        let bob = h
+            .store
+            .list_subject(&c, "", "bob", false)
+            .await
+            .expect("list");
         let gone = Point::new(vec![1.0; DIM], payload("zed", "never")).id;
         assert_eq!(
             h.store
@@ -347,6 +364,110 @@ mod cases {
         assert_eq!(
             h.store.count(&c, &PointFilter::all()).await.expect("count"),
             2
+        );
+    }
+
+    pub async fn tenants_see_only_their_own_points(h: &Harness) {
+        let c = h.collection("tenants", DIM, Metric::Cosine).await;
+        let in_tenant = |tenant: &str, subject: &str, image: &str, axis_i: usize| {
+            let mut p = payload(subject, image);
+            p.tenant = tenant.to_owned();
+            Point::new(axis(DIM, axis_i, 0.0), p)
+        };
+        // The same subject name and the same image under three tenants: three points.
+        let points = vec![
+            in_tenant("", "alice", "img", 0),
+            in_tenant("acme", "alice", "img", 0),
+            in_tenant("globex", "alice", "img", 0),
+            in_tenant("globex", "bob", "img-b", 1),
+        ];
+        assert_eq!(
+            points
+                .iter()
+                .map(|p| p.id)
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            4
+        );
+        h.store.upsert(&c, &points).await.expect("upsert");
+        for (tenant, expected) in [("", 1), ("acme", 1), ("globex", 2), ("initech", 0)] {
+            let filter = PointFilter::all().in_tenant(tenant);
+            assert_eq!(
+                h.store.count(&c, &filter).await.expect("count"),
+                expected,
+                "{tenant:?}"
+            );
+            let hits = h
+                .store
+                .search(
+                    &c,
+                    &SearchRequest {
+                        vector: axis(DIM, 0, 0.0),
+                        top_k: 10,
+                        filter,
+                        score_threshold: None,
+                    },
+                )
+                .await
+                .expect("search");
+            assert_eq!(hits.len(), expected as usize, "{tenant:?}");
+            assert!(
+                hits.iter().all(|hit| hit.payload.tenant == tenant),
+                "{hits:?}"
+            );
+            let listed = h
+                .store
+                .list_subject(&c, tenant, "alice", false)
+                .await
+                .expect("list");
+            assert!(
+                listed.iter().all(|p| p.payload.tenant == tenant),
+                "{listed:?}"
+            );
+            assert_eq!(listed.len(), usize::from(tenant != "initech"), "{tenant:?}");
+        }
+        // Deleting acme's alice leaves the others' alices alone.
+        assert_eq!(
+            h.store
+                .delete_subject(&c, "acme", "alice")
+                .await
+                .expect("delete"),
+            1
+        );
+        assert_eq!(
+            h.store
+                .list_subject(&c, "", "alice", false)
+                .await
+                .expect("list")
+                .len(),
+            1
+        );
+        assert_eq!(
+            h.store
+                .list_subject(&c, "globex", "alice", false)
+                .await
+                .expect("list")
+                .len(),
+            1
+        );
+        // A tenant name that is not one is refused, never read as "every tenant".
+        assert_kind(
+            h.store.list_subject(&c, "a b", "alice", false).await,
+            "invalid_argument",
+        );
+        assert_kind(
+            h.store
+                .count(&c, &PointFilter::all().in_tenant("../x"))
+                .await,
+            "invalid_argument",
+        );
+        let mut bad = payload("alice", "x");
+        bad.tenant = "not a tenant".into();
+        assert_kind(
+            h.store
+                .upsert(&c, &[Point::new(axis(DIM, 0, 0.0), bad)])
+                .await,
+            "invalid_argument",
         );
     }
 
@@ -481,6 +602,7 @@ macro_rules! contract_suite {
             case!(search_filters_by_subject_and_labels);
             case!(score_threshold_leaves_out_unrelated_vectors);
             case!(subjects_and_points_are_deleted);
+            case!(tenants_see_only_their_own_points);
             case!(alias_swaps_serving_collection);
             case!(bad_requests_are_refused);
         }

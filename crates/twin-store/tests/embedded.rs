@@ -267,7 +267,7 @@ async fn filters_keep_working_after_the_index_is_built() {
     );
     assert_eq!(
         store
-            .list_subject("big", "s42", false)
+            .list_subject("big", "", "s42", false)
             .await
             .expect("list")
             .len(),

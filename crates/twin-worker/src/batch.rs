@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use twin_core::ids::sha256_hex;
 use twin_core::input::Input;
-use twin_core::subject::validate_subject_id;
+use twin_core::subject::{validate_subject_id, validate_tenant};
 use twin_embed::{Embedder, Prepared};
 use twin_proto::v1::EmbedJob;
 use twin_queue::{DeliveryHandle, JobRecord};
@@ -119,6 +119,7 @@ impl Worker {
             )
         })?;
         validate_subject_id(&job.subject_id).map_err(|e| ("bad_job", e.to_string()))?;
+        validate_tenant(&job.tenant).map_err(|e| ("bad_job", e.to_string()))?;
         if !job.image.is_empty() && !job.text.is_empty() {
             return Err((
                 "bad_job",
@@ -329,6 +330,7 @@ fn take_input(job: &mut EmbedJob) -> Input {
 
 fn payload(job: &EmbedJob, now_ms: i64) -> PointPayload {
     PointPayload {
+        tenant: job.tenant.clone(),
         subject_id: job.subject_id.clone(),
         image_sha256: job.image_sha256.clone(),
         labels: job

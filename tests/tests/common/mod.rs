@@ -102,6 +102,7 @@ impl Cluster {
             traceparent: String::new(),
             source: String::new(),
             text: String::new(),
+            tenant: String::new(),
         }
     }
 

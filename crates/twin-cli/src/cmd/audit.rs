@@ -23,6 +23,9 @@ pub struct AuditArgs {
     /// Decided before this instant (RFC 3339).
     #[arg(long)]
     pub until: Option<String>,
+    /// Admin keys only: read this tenant's decisions (others read their key's tenant).
+    #[arg(long, default_value = "")]
+    pub tenant: String,
     /// At most this many (the server allows 1000).
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
@@ -52,6 +55,7 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
         from: instant("since", args.since.as_deref())?,
         to: instant("until", args.until.as_deref())?,
         limit: args.limit,
+        tenant: args.tenant.clone(),
     };
     let connection = args.client.connect().await?;
     let entries = connection
@@ -70,6 +74,7 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
                 value["subject_id"] = e.subject_id.clone().into();
                 value["match"] = e.r#match.into();
                 value["key_id"] = e.key_id.clone().into();
+                value["tenant"] = e.tenant.clone().into();
                 value["image_sha256"] = e.image_sha256.clone().into();
                 value
             })

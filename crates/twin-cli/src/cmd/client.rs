@@ -100,6 +100,7 @@ impl Connection {
     client_constructor!(verification, verification_client, VerificationClient);
     client_constructor!(similarity, similarity_client, SimilarityClient);
     client_constructor!(audit_trail, audit_trail_client, AuditTrailClient);
+    client_constructor!(api_keys, api_keys_client, ApiKeysClient);
 
     /// The error for a failed call: the server's message, the status code, and a hint
     /// when the server could not be reached.

@@ -12,6 +12,7 @@ mod enqueue;
 mod eval;
 mod health;
 mod jobs;
+mod keys;
 mod labelled;
 mod plot;
 mod preprocess;
@@ -57,6 +58,8 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// The decisions on record (Verify, VerifySubject, Search): by subject, request id, time.
     Audit(audit::AuditArgs),
+    /// Manage the gateway's api keys (with an admin key): list, create, revoke.
+    Keys(keys::KeysArgs),
     /// Evaluate a model on a labelled folder: EER, ROC AUC, FAR/FRR at its operating points
     /// (skilled and random forgeries apart), ROC and DET plots.
     Eval(eval::EvalArgs),
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => search::run(args),
         Command::Jobs(args) => jobs::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Keys(args) => keys::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Calibrate(args) => calibrate::run(args),
         Command::Health(args) => health::run(args),

@@ -8,8 +8,9 @@ use twin_audit::{AuditQuery, AuditRecord};
 use twin_proto::v1 as pb;
 use twin_proto::v1::audit_trail_server::AuditTrail;
 
+use crate::auth::{Caller, Scope};
 use crate::convert::{metric_to_proto, timestamp_ms};
-use crate::state::AppState;
+use crate::state::{caller, AppState};
 use crate::status::ApiError;
 
 #[derive(Debug, Clone)]
@@ -22,7 +23,7 @@ pub struct Decision<'a> {
     pub method: &'static str,
     pub subject_id: &'a str,
     pub matched: bool,
-    pub key_id: String,
+    pub caller: &'a Caller,
     pub images_sha256: Vec<String>,
 }
 
@@ -43,7 +44,8 @@ pub fn record(state: &AppState, decision: Decision<'_>, audit: &pb::Audit) {
             (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000
         }),
         request_id: audit.request_id.clone(),
-        key_id: decision.key_id,
+        key_id: decision.caller.key_id.clone(),
+        tenant: decision.caller.tenant.clone(),
         method: decision.method.to_owned(),
         subject_id: decision.subject_id.to_owned(),
         model_id: audit.model_id.clone(),
@@ -78,6 +80,7 @@ fn entry(r: AuditRecord) -> pb::AuditEntry {
         subject_id: r.subject_id,
         r#match: r.matched,
         key_id: r.key_id,
+        tenant: r.tenant,
         image_sha256: r.images_sha256,
         audit: Some(pb::Audit {
             model_id: r.model_id,
@@ -101,7 +104,21 @@ impl AuditTrail for AuditTrailService {
         &self,
         request: Request<pb::QueryAuditRequest>,
     ) -> Result<Response<pb::QueryAuditResponse>, Status> {
+        let caller = caller(&request);
         let r = request.into_inner();
+        // Every key reads its own tenant's decisions; an admin key may name any tenant.
+        let tenant = if r.tenant.is_empty() || r.tenant == caller.tenant {
+            caller.tenant.clone()
+        } else if caller.scope == Scope::Admin {
+            twin_core::subject::validate_tenant(&r.tenant).map_err(ApiError::from)?;
+            r.tenant.clone()
+        } else {
+            return Err(ApiError::PermissionDenied(format!(
+                "this key reads the audit trail of tenant {}; only an admin key may name another",
+                twin_core::subject::tenant_label(&caller.tenant)
+            ))
+            .into());
+        };
         let log = self.state.audit.clone().ok_or_else(|| {
             ApiError::FailedPrecondition(
                 "the audit trail is off on this gateway (audit.enabled = false)".into(),
@@ -109,6 +126,7 @@ impl AuditTrail for AuditTrailService {
         })?;
         let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
         let query = AuditQuery {
+            tenant,
             subject_id: non_empty(r.subject_id),
             request_id: non_empty(r.request_id),
             from_ms: r.from.as_ref().map(millis).transpose()?,

@@ -15,7 +15,7 @@ use twin_queue::{JobRecord, JobState};
 use uuid::Uuid;
 
 use crate::convert::{labels_from_proto, labels_to_proto, now, timestamp_ms};
-use crate::state::{input_of, AppState};
+use crate::state::{caller, input_of, AppState};
 use crate::status::ApiError;
 
 /// Items validated and published together in a streaming enrolment.
@@ -42,6 +42,7 @@ struct ValidJob {
 /// tokenized, exactly as the worker will), and builds the job.
 async fn validate(
     model: &Embedder,
+    tenant: &str,
     subject_id: String,
     image: Option<pb::Image>,
     labels: Vec<pb::Label>,
@@ -78,7 +79,7 @@ async fn validate(
     })?;
     let sha = input.sha256();
     let model_id = model.manifest().id.clone();
-    let point_id = point_id(&model_id, &subject_id, &sha);
+    let point_id = point_id(&model_id, tenant, &subject_id, &sha);
     let (image, text) = match input {
         Input::Image(bytes) => (bytes, String::new()),
         Input::Text(text) => (Vec::new(), text),
@@ -95,6 +96,7 @@ async fn validate(
             traceparent: String::new(),
             source,
             text,
+            tenant: tenant.to_owned(),
         },
         point_id,
         warning,
@@ -174,9 +176,10 @@ impl Enrollment for EnrollmentService {
         request: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
         let deadline = deadline_of(&request, self.state.enroll_wait);
+        let tenant = caller(&request).tenant;
         let r = request.into_inner();
         let model = self.state.model(&r.model)?;
-        let valid = validate(model, r.subject_id, r.image, r.labels).await?;
+        let valid = validate(model, &tenant, r.subject_id, r.image, r.labels).await?;
         self.state
             .queue
             .publish(&valid.job)
@@ -200,6 +203,7 @@ impl Enrollment for EnrollmentService {
         &self,
         request: Request<Streaming<pb::EnqueueItem>>,
     ) -> Result<Response<pb::EnqueueBatchResponse>, Status> {
+        let tenant = caller(&request).tenant;
         let mut stream = request.into_inner();
         let mut response = pb::EnqueueBatchResponse::default();
         let mut index = 0u64;
@@ -212,7 +216,9 @@ impl Enrollment for EnrollmentService {
                 index += 1;
             }
             if chunk.len() == PUBLISH_CHUNK || (end && !chunk.is_empty()) {
-                let results = self.enqueue_chunk(std::mem::take(&mut chunk)).await;
+                let results = self
+                    .enqueue_chunk(&tenant, std::mem::take(&mut chunk))
+                    .await;
                 for result in &results {
                     match (result.accepted, result.already_stored) {
                         (true, _) => response.accepted += 1,
@@ -239,12 +245,15 @@ impl Enrollment for EnrollmentService {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
+        let tenant = caller(&request).tenant;
         let job_id = request.into_inner().job_id;
         let store = self.state.queue.status_store().ok_or_else(|| {
             ApiError::NotFound("this gateway keeps no job statuses (queue.jobs_dir)".into())
         })?;
+        // Another tenant's job reads as unknown: a job id tells nothing across tenants.
         let record = store
             .get(&job_id)
+            .filter(|record| record.tenant == tenant)
             .ok_or_else(|| ApiError::NotFound(format!("job {job_id:?} is not known")))?;
         Ok(Response::new(record.to_proto()))
     }
@@ -253,6 +262,7 @@ impl Enrollment for EnrollmentService {
         &self,
         request: Request<pb::DeleteSubjectRequest>,
     ) -> Result<Response<pb::DeleteSubjectResponse>, Status> {
+        let tenant = caller(&request).tenant;
         let r = request.into_inner();
         validate_subject_id(&r.subject_id).map_err(ApiError::from)?;
         let model = self.state.model(&r.model)?;
@@ -260,7 +270,7 @@ impl Enrollment for EnrollmentService {
         let deleted = self
             .state
             .store
-            .delete_subject(&collection.name, &r.subject_id)
+            .delete_subject(&collection.name, &tenant, &r.subject_id)
             .await
             .map_err(ApiError::from)?;
         tracing::info!(subject = %r.subject_id, deleted, "subject deleted");
@@ -273,6 +283,7 @@ impl Enrollment for EnrollmentService {
         &self,
         request: Request<pb::GetSubjectRequest>,
     ) -> Result<Response<pb::Subject>, Status> {
+        let tenant = caller(&request).tenant;
         let r = request.into_inner();
         validate_subject_id(&r.subject_id).map_err(ApiError::from)?;
         let model = self.state.model(&r.model)?;
@@ -280,7 +291,7 @@ impl Enrollment for EnrollmentService {
         let points = self
             .state
             .store
-            .list_subject(&collection.name, &r.subject_id, false)
+            .list_subject(&collection.name, &tenant, &r.subject_id, false)
             .await
             .map_err(ApiError::from)?;
         if points.is_empty() {
@@ -311,7 +322,11 @@ impl Enrollment for EnrollmentService {
 impl EnrollmentService {
     /// Validates a chunk of stream items, skips images already stored, publishes the
     /// rest together; one result per item, in order.
-    async fn enqueue_chunk(&self, items: Vec<(u64, pb::EnqueueItem)>) -> Vec<pb::ItemResult> {
+    async fn enqueue_chunk(
+        &self,
+        tenant: &str,
+        items: Vec<(u64, pb::EnqueueItem)>,
+    ) -> Vec<pb::ItemResult> {
         let checks = items.into_iter().map(|(index, item)| async move {
             let result = pb::ItemResult {
                 client_ref: item.client_ref.clone(),
@@ -325,7 +340,7 @@ impl EnrollmentService {
                         item.client_ref.len()
                     )))
                 }
-                Ok(model) => validate(model, item.subject_id, item.image, item.labels)
+                Ok(model) => validate(model, tenant, item.subject_id, item.image, item.labels)
                     .await
                     .map(|v| (v, AppState::collection(model).name)),
                 Err(e) => Err(e),

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod enrollment;
+pub mod keys;
 pub mod models;
 pub mod similarity;
 pub mod verification;

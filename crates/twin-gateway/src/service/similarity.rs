@@ -8,7 +8,7 @@ use twin_store::{PointFilter, SearchRequest};
 
 use crate::convert::{audit, labels_from_proto, labels_to_proto, threshold_choice, AuditInput};
 use crate::service::audit::{record, Decision};
-use crate::state::{embed_field, image_sha256, key_id, request_id, AppState};
+use crate::state::{caller, embed_field, image_sha256, request_id, AppState};
 use crate::status::ApiError;
 
 const DEFAULT_TOP_K: usize = 10;
@@ -29,7 +29,7 @@ impl Similarity for SimilarityService {
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let request_id = request_id(&request);
-        let key_id = key_id(&request);
+        let caller = caller(&request);
         let mut r = request.into_inner();
         let model = self.state.model(&r.model)?;
         let manifest = model.manifest();
@@ -90,14 +90,17 @@ impl Similarity for SimilarityService {
                     .get(&collection.name, &[id], true)
                     .await
                     .map_err(ApiError::from)?;
+                // Another tenant's point is not there for this caller: the same answer
+                // as a point that does not exist, so ids tell nothing across tenants.
                 found
                     .into_iter()
-                    .next()
+                    .find(|p| p.payload.tenant == caller.tenant)
                     .and_then(|p| p.vector)
                     .ok_or_else(|| ApiError::NotFound(format!("point {id} is not stored")))?
             }
         };
         let filter = PointFilter {
+            tenant: caller.tenant.clone(),
             subject_ids: r.subject_ids.clone(),
             labels: labels_from_proto(&r.labels)?,
         };
@@ -166,7 +169,7 @@ impl Similarity for SimilarityService {
                 method: "Search",
                 subject_id: &best_subject,
                 matched: !unknown,
-                key_id,
+                caller: &caller,
                 images_sha256,
             },
             &audit,

@@ -16,7 +16,7 @@ use crate::convert::{
 };
 use crate::service::audit::{record, Decision};
 use crate::state::{
-    embed_field, embed_fields, image_sha256, key_id, request_id, AppState, Embedded,
+    caller, embed_field, embed_fields, image_sha256, request_id, AppState, Embedded,
 };
 use crate::status::ApiError;
 
@@ -36,7 +36,7 @@ impl Verification for VerificationService {
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let request_id = request_id(&request);
-        let key_id = key_id(&request);
+        let caller = caller(&request);
         let r = request.into_inner();
         let model = self.state.model(&r.model)?;
         let manifest = model.manifest();
@@ -73,7 +73,7 @@ impl Verification for VerificationService {
                 method: "Verify",
                 subject_id: "",
                 matched,
-                key_id,
+                caller: &caller,
                 images_sha256,
             },
             &audit,
@@ -91,7 +91,7 @@ impl Verification for VerificationService {
         request: Request<pb::VerifySubjectRequest>,
     ) -> Result<Response<pb::VerifySubjectResponse>, Status> {
         let request_id = request_id(&request);
-        let key_id = key_id(&request);
+        let caller = caller(&request);
         let mut r = request.into_inner();
         validate_subject_id(&r.subject_id).map_err(ApiError::from)?;
         let images_sha256 = vec![image_sha256(r.probe.as_ref())];
@@ -120,7 +120,7 @@ impl Verification for VerificationService {
             embed_field(model, "probe", r.probe.take()),
             self.state
                 .store
-                .list_subject(&collection.name, &r.subject_id, true)
+                .list_subject(&collection.name, &caller.tenant, &r.subject_id, true)
         );
         let Embedded {
             vectors: probe,
@@ -198,7 +198,7 @@ impl Verification for VerificationService {
                 method: "VerifySubject",
                 subject_id: &r.subject_id,
                 matched,
-                key_id,
+                caller: &caller,
                 images_sha256,
             },
             &audit,

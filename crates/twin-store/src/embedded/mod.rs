@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    Condition, CountRequest, FieldCondition, Filter, JsonPath, Match, NamedQuery, Payload,
-    PointId as EdgePointId, PointOperations, PointStructPersisted, QueryEnum, Record,
+    Condition, CountRequest, FieldCondition, Filter, IsEmptyCondition, JsonPath, Match, NamedQuery,
+    Payload, PointId as EdgePointId, PointOperations, PointStructPersisted, QueryEnum, Record,
     ScrollRequest, SearchRequest as EdgeSearchRequest, UpdateOperation, VectorInternal,
     VectorStructInternal, VectorStructPersisted, WithPayloadInterface, WithVector,
     DEFAULT_VECTOR_NAME,
@@ -22,8 +22,8 @@ pub use lock::LOCK_FILE;
 pub use registry::{AliasChange, EdgeCollection, EdgeRegistry};
 
 use crate::contract::{
-    apply_threshold, validate_name, validate_points, Alias, CollectionInfo, CollectionSpec, Hit,
-    Point, PointFilter, SearchRequest, StoredPoint, VectorStore,
+    apply_threshold, subject_filter, validate_name, validate_points, Alias, CollectionInfo,
+    CollectionSpec, Hit, Point, PointFilter, SearchRequest, StoredPoint, VectorStore,
 };
 use crate::distance::IndexDistance;
 use crate::error::StoreError;
@@ -104,27 +104,30 @@ fn info_of(collection: &EdgeCollection) -> CollectionInfo {
     }
 }
 
-fn edge_filter(filter: &PointFilter) -> Result<Option<Filter>, StoreError> {
+fn edge_filter(filter: &PointFilter) -> Result<Filter, StoreError> {
     let terms = payload::filter_terms(filter);
-    if terms.is_empty() {
-        return Ok(None);
-    }
     let mut conditions = Vec::with_capacity(terms.len());
     for term in terms {
-        let (field, matcher) = match term {
-            Term::Equals(field, value) => (field, Match::from(value)),
-            Term::AnyOf(field, values) => (field, Match::from(values)),
+        let path = |field: &str| {
+            JsonPath::try_from(field)
+                .map_err(|()| StoreError::Internal(format!("bad payload path {field}")))
         };
-        let key = JsonPath::try_from(field)
-            .map_err(|()| StoreError::Internal(format!("bad payload path {field}")))?;
-        conditions.push(Condition::Field(FieldCondition::new_match(key, matcher)));
+        conditions.push(match term {
+            Term::Equals(field, value) => {
+                Condition::Field(FieldCondition::new_match(path(field)?, Match::from(value)))
+            }
+            Term::AnyOf(field, values) => {
+                Condition::Field(FieldCondition::new_match(path(field)?, Match::from(values)))
+            }
+            Term::Missing(field) => Condition::IsEmpty(IsEmptyCondition::from(path(field)?)),
+        });
     }
-    Ok(Some(Filter {
+    Ok(Filter {
         should: None,
         min_should: None,
         must: Some(conditions),
         must_not: None,
-    }))
+    })
 }
 
 fn edge_point(point: &Point) -> PointStructPersisted {
@@ -268,7 +271,7 @@ impl VectorStore for EmbeddedStore {
                 query: VectorInternal::from(request.vector.clone()),
                 using: None,
             }),
-            filter: edge_filter(&request.filter)?,
+            filter: Some(edge_filter(&request.filter)?),
             params: None,
             limit: request.top_k,
             offset: 0,
@@ -327,11 +330,12 @@ impl VectorStore for EmbeddedStore {
     async fn list_subject(
         &self,
         collection: &str,
+        tenant: &str,
         subject_id: &str,
         with_vector: bool,
     ) -> Result<Vec<StoredPoint>, StoreError> {
         let collection = self.collection(collection)?;
-        let filter = edge_filter(&PointFilter::subject(subject_id))?;
+        let filter = Some(edge_filter(&subject_filter(tenant, subject_id)?)?);
         blocking(move || {
             let mut points = Vec::new();
             let mut offset = None;
@@ -362,7 +366,7 @@ impl VectorStore for EmbeddedStore {
     async fn count(&self, collection: &str, filter: &PointFilter) -> Result<u64, StoreError> {
         filter.validate()?;
         let collection = self.collection(collection)?;
-        let filter = edge_filter(filter)?;
+        let filter = Some(edge_filter(filter)?);
         blocking(move || {
             collection
                 .shard()
@@ -376,11 +380,14 @@ impl VectorStore for EmbeddedStore {
         .await
     }
 
-    async fn delete_subject(&self, collection: &str, subject_id: &str) -> Result<u64, StoreError> {
+    async fn delete_subject(
+        &self,
+        collection: &str,
+        tenant: &str,
+        subject_id: &str,
+    ) -> Result<u64, StoreError> {
         let collection = self.collection(collection)?;
-        let Some(filter) = edge_filter(&PointFilter::subject(subject_id))? else {
-            return Ok(0);
-        };
+        let filter = edge_filter(&subject_filter(tenant, subject_id)?)?;
         blocking(move || {
             // Counted and deleted under the write gate: the count is exact.
             collection.write_with(|shard| {

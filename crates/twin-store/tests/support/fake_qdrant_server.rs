@@ -20,10 +20,10 @@ use qdrant_client::qdrant::{
     vectors::VectorsOptions, vectors_config, with_payload_selector, with_vectors_selector,
 };
 use qdrant_edge::{
-    Condition, CountRequest, FieldCondition, Filter, JsonPath, Match, NamedQuery, Payload,
-    PointId as EdgePointId, PointOperations, PointStructPersisted, QueryEnum, ScrollRequest,
-    SearchRequest, UpdateOperation, ValueVariants, VectorInternal, VectorStructInternal,
-    VectorStructPersisted, WithPayloadInterface, WithVector,
+    Condition, CountRequest, FieldCondition, Filter, IsEmptyCondition, JsonPath, Match, NamedQuery,
+    Payload, PointId as EdgePointId, PointOperations, PointStructPersisted, QueryEnum,
+    ScrollRequest, SearchRequest, UpdateOperation, ValueVariants, VectorInternal,
+    VectorStructInternal, VectorStructPersisted, WithPayloadInterface, WithVector,
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -223,6 +223,11 @@ fn edge_condition(condition: grpc::Condition) -> Result<Condition, Status> {
             Ok(Condition::Field(FieldCondition::new_match(key, matcher)))
         }
         Some(ConditionOneOf::Filter(filter)) => Ok(Condition::Filter(edge_filter(filter)?)),
+        Some(ConditionOneOf::IsEmpty(field)) => {
+            let key = JsonPath::try_from(field.key.as_str())
+                .map_err(|()| Status::invalid_argument(format!("bad key {:?}", field.key)))?;
+            Ok(Condition::IsEmpty(IsEmptyCondition::from(key)))
+        }
         _ => Err(unsupported("this condition")),
     }
 }
