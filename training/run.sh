@@ -48,6 +48,16 @@
 #   training/run.sh text-card     MODEL_CARD.md's "Served by twin" section from that report
 #   training/run.sh text-all      every text stage above, in order (THREADS=2 as shipped)
 #
+# Faces: face-v1 (dlib's public-domain models from PyPI face-recognition-models 0.3.0, converted by
+# twin_train/face; LFW from $DATA/lfw):
+#   training/run.sh face-convert  dlib .dat -> $WORK/face/{face_descriptor,face_detector}.onnx, detector.json,
+#                                 with parity against dlib-bin (descriptor <= 1e-4, detector exact, tiled)
+#   training/run.sh face-ship     -> models/face-v1 (model.onnx, detector, landmarks.json, LICENSES.md, manifest)
+#   training/run.sh face-calibrate  `twin calibrate --lfw` on LFW's 6,000 pairs -> manifest operating points
+#   training/run.sh face-eval     `twin eval --lfw` (ten folds: thresholds from nine, measured on the tenth)
+#   training/run.sh face-parity   twin's Rust pipeline vs dlib on 300 LFW images (same pixels, and same files)
+#   training/run.sh face-all      every face stage above, in order
+#
 # Environment: TWIN_DATA (default ../shared/data next to the repo), TWIN_TRAIN_WORK (caches and
 # runs, default ~/.cache/twin-train; never inside the repo), TWIN_BIN (the twin binary,
 # default: built with cargo), THREADS (torch threads, default 1), EPOCHS, OMNI_EPOCHS, SEED,
@@ -360,6 +370,31 @@ text_eval() {
 
 stage="${1:-}"
 shift || true
+# ---- faces: face-v1 ----
+FACE_MODEL="$repo/models/face-v1"
+face_convert() {
+  need_py
+  "$PY" -m twin_train.face.convert --out "$WORK/face" --check
+}
+face_ship() {
+  need_py
+  "$PY" -m twin_train.face.ship --converted "$WORK/face" --out "$FACE_MODEL"
+}
+face_calibrate() {
+  "$(twin_bin)" calibrate "$DATA/lfw/pairs.txt" --lfw --model "$FACE_MODEL" --target-far 0.1,0.01,0.001 \
+    --calibrated-on "LFW, all 6,000 standard pairs (3,000 mismatched as negatives); held-out figures: twin eval --lfw, ten folds"
+}
+face_eval() {
+  "$(twin_bin)" eval "$DATA/lfw/pairs.txt" --lfw --model "$FACE_MODEL" --out "$WORK/face/eval" --vectors
+}
+face_parity() {
+  need_py
+  (cd "$repo" && cargo build -q -p twin-embed --example face_steps)
+  PYTHONPATH="$here" "$PY" -m twin_train.face.parity \
+    --steps "${CARGO_TARGET_DIR:-$repo/target}/debug/examples/face_steps" --model "$FACE_MODEL" \
+    --lfw "$DATA/lfw" --n 300
+}
+
 case "$stage" in
   preprocess) preprocess ;;
   train) train "$@" ;;
@@ -392,6 +427,12 @@ case "$stage" in
   text-calibrate) text_calibrate ;;
   text-eval) text_eval ;;
   text-card) text_card ;;
+  face-convert) face_convert ;;
+  face-ship) face_ship ;;
+  face-calibrate) face_calibrate ;;
+  face-eval) face_eval ;;
+  face-parity) face_parity ;;
+  face-all) face_convert; face_ship; face_calibrate; face_eval; face_parity ;;
   text-all) text_export; text_train "$@"; text_compare; text_ship; text_calibrate; text_eval; text_card ;;
   *) sed -n '2,56p' "$0"; exit 2 ;;
 esac

@@ -5,6 +5,7 @@ pub mod config;
 pub mod decision;
 pub mod error;
 pub mod evaluation;
+pub mod face;
 pub mod ids;
 pub mod input;
 pub mod manifest;

@@ -29,9 +29,13 @@ pub struct ModelManifest {
     pub description: String,
     /// What the graph takes: an image or a text, and what that kind needs.
     pub input: InputSpec,
-    /// How an image becomes the input tensor; required for image models, absent for text.
+    /// How a signature image becomes the input tensor (ink preprocessing). An image model
+    /// has this table or `[face]`; a text model neither.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preprocess: Option<PreprocessSpec>,
+    /// How a photo becomes the aligned face chip the graph takes (face preprocessing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face: Option<FaceSpec>,
     pub output: OutputSpec,
     /// The metric the model was trained for; the store's collection uses it.
     pub native_metric: Metric,
@@ -254,6 +258,48 @@ pub struct PreprocessSpec {
     pub std: f32,
 }
 
+/// Face preprocessing: detect the face with a second graph, find five landmarks, cut the
+/// aligned chip (dlib's pipeline; see `twin_core::face`). The graph's input is the chip:
+/// 3 × `chip_size` × `chip_size`, RGB values 0..=255.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaceSpec {
+    /// The detector graph in the model directory, and its sha256 (checked at load).
+    pub detector: String,
+    pub detector_sha256: String,
+    /// How the detector's scores become boxes (JSON, `"format": "twin-mmod-v1"`).
+    pub detector_config: String,
+    /// The 5-point landmark model (JSON, `"format": "twin-ert-v1"`), and its sha256.
+    pub landmarks: String,
+    pub landmarks_sha256: String,
+    /// Chip side in pixels and padding around the mean face (dlib: 150 and 0.25).
+    pub chip_size: u32,
+    pub padding: f64,
+    /// Smallest face accepted: the detected box's width in pixels.
+    pub min_face: u32,
+    /// Several faces in one image: use the largest, or refuse the image.
+    #[serde(default)]
+    pub multiple: MultipleFaces,
+    /// True when every image is already a face crop: no detection, the landmarks are
+    /// found in the whole image.
+    #[serde(default)]
+    pub cropped: bool,
+}
+
+/// What face preprocessing does with an image showing several faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MultipleFaces {
+    /// Use the largest face (by detected box area).
+    #[default]
+    Largest,
+    /// Use the face whose box centre is nearest the image's centre: the subject of a
+    /// portrait or of a photo cropped around one person, even beside a larger bystander.
+    Central,
+    /// Refuse the image (INVALID_ARGUMENT), so nobody is enrolled by a bystander's face.
+    Refuse,
+}
+
 /// The ONNX output tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -305,6 +351,22 @@ impl ModelManifest {
         }
     }
 
+    /// The image input tensor of an image model, ink or face.
+    pub fn image_input(&self) -> Option<&ImageInput> {
+        match &self.input {
+            InputSpec::Image(input) => Some(input),
+            InputSpec::Text(_) => None,
+        }
+    }
+
+    /// The image input and its face preprocessing, for a face model.
+    pub fn face(&self) -> Option<(&ImageInput, &FaceSpec)> {
+        match (&self.input, &self.face) {
+            (InputSpec::Image(input), Some(spec)) => Some((input, spec)),
+            _ => None,
+        }
+    }
+
     /// The text input, for a text model.
     pub fn text(&self) -> Option<&TextInput> {
         match &self.input {
@@ -342,6 +404,54 @@ impl ModelManifest {
         toml::to_string_pretty(self).unwrap_or_default()
     }
 
+    fn validate_face(&self, face: &FaceSpec) -> Result<(), String> {
+        let InputSpec::Image(input) = &self.input else {
+            return Err("[face] applies to image models only; this one takes text".to_owned());
+        };
+        if self.preprocess.is_some() {
+            return Err("a model has [preprocess] (ink) or [face], not both".to_owned());
+        }
+        if input.channels != 3 || input.height != face.chip_size || input.width != face.chip_size {
+            return Err(format!(
+                "a face model takes [N, 3, {s}, {s}] chips (face.chip_size = {s}), the input \
+                 says [N, {}, {}, {}]",
+                input.channels,
+                input.height,
+                input.width,
+                s = face.chip_size
+            ));
+        }
+        if !(16..=1024).contains(&face.chip_size) {
+            return Err(format!(
+                "face.chip_size must be 16..=1024, got {}",
+                face.chip_size
+            ));
+        }
+        if !(0.0..=2.0).contains(&face.padding) {
+            return Err(format!("face.padding must be 0..=2, got {}", face.padding));
+        }
+        for (field, file) in [
+            ("face.detector", &face.detector),
+            ("face.detector_config", &face.detector_config),
+            ("face.landmarks", &face.landmarks),
+        ] {
+            if !plain_file_name(file) {
+                return Err(format!(
+                    "{field} must name a file of the model directory, got {file:?}"
+                ));
+            }
+        }
+        for (field, sha) in [
+            ("face.detector_sha256", &face.detector_sha256),
+            ("face.landmarks_sha256", &face.landmarks_sha256),
+        ] {
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("{field} must be 64 hex characters, got {sha:?}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what can be checked without the graph.
     pub fn validate(&self) -> Result<(), String> {
         if self.name.trim().is_empty() {
@@ -354,6 +464,11 @@ impl ModelManifest {
             ));
         }
         match (&self.input, &self.preprocess) {
+            _ if self.face.is_some() => {
+                if let Some(face) = &self.face {
+                    self.validate_face(face)?;
+                }
+            }
             (InputSpec::Image(i), Some(spec)) => {
                 if i.channels == 0 || i.height == 0 || i.width == 0 {
                     return Err(format!(
@@ -366,7 +481,11 @@ impl ModelManifest {
                 }
             }
             (InputSpec::Image(_), None) => {
-                return Err("an image model needs a [preprocess] table".to_owned());
+                return Err(
+                    "an image model needs a [preprocess] table (signature ink) or a [face] \
+                     table"
+                        .to_owned(),
+                );
             }
             (InputSpec::Text(_), Some(_)) => {
                 return Err(

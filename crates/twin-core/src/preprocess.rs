@@ -94,6 +94,18 @@ pub enum PreprocessError {
     },
     #[error("cannot tokenize the text: {0}")]
     Tokenizer(String),
+    #[error("no face found in the image")]
+    NoFace,
+    #[error(
+        "{count} faces found in the image and this model refuses several (face.multiple = \"refuse\"); \
+         send an image of one face"
+    )]
+    SeveralFaces { count: usize },
+    #[error(
+        "the face found is {size} pixels wide, smaller than the model's minimum of {min}; \
+         send a closer or larger image"
+    )]
+    FaceTooSmall { size: u32, min: u32 },
 }
 
 /// Gray levels that must separate the mean of ink and the mean of paper; below this the
@@ -136,6 +148,16 @@ pub struct GrayImage {
 
 /// Steps 1–2: checks the limits, decodes and converts to grayscale on white.
 pub fn decode_gray(bytes: &[u8], limits: &ImageLimits) -> Result<GrayImage, PreprocessError> {
+    decode_checked(bytes, limits, false).map(to_gray_on_white)
+}
+
+/// Checks the limits and decodes, turning the image upright first when
+/// `apply_orientation` (its EXIF orientation: phones store photos sideways).
+pub(crate) fn decode_checked(
+    bytes: &[u8],
+    limits: &ImageLimits,
+    apply_orientation: bool,
+) -> Result<DynamicImage, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
     }
@@ -181,8 +203,18 @@ pub fn decode_gray(bytes: &[u8], limits: &ImageLimits) -> Result<GrayImage, Prep
         });
     }
 
-    let image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
-    Ok(to_gray_on_white(image))
+    let mut decoder = decoder;
+    // A missing or unreadable orientation tag means "as stored".
+    let orientation = if apply_orientation {
+        decoder.orientation().ok()
+    } else {
+        None
+    };
+    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    if let Some(orientation) = orientation {
+        image.apply_orientation(orientation);
+    }
+    Ok(image)
 }
 
 fn image_error(error: ImageError) -> PreprocessError {

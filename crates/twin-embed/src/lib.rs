@@ -19,6 +19,7 @@
 mod batcher;
 pub mod bench;
 pub mod error;
+pub mod face;
 mod helpers;
 pub mod joint;
 pub mod model;
@@ -40,6 +41,7 @@ use twin_core::preprocess::{preprocess_image, ImageLimits, PreprocessError};
 
 pub use batcher::{BatchObserver, BatchRun, BatcherStats};
 pub use error::{EmbedError, EncodedError};
+pub use face::{FaceFound, FacePipeline};
 pub use joint::JointHead;
 pub use model::ModelFiles;
 pub use registry::ModelRegistry;
@@ -82,6 +84,8 @@ struct Inner {
     joint: Option<Arc<JointHead>>,
     /// A text model's tokenizer.
     tokenizer: Option<TextTokenizer>,
+    /// A face model's detector, landmarks and alignment.
+    face: Option<Arc<FacePipeline>>,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -160,11 +164,23 @@ impl Embedder {
             )?)),
             None => None,
         };
+        // One detector session per core: images are detected on the threads that
+        // prepare them.
+        let face = match model.manifest.face() {
+            Some((_, spec)) => Some(Arc::new(FacePipeline::load(
+                runtime,
+                &model.dir,
+                spec,
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )?)),
+            None => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 helpers,
                 joint,
                 tokenizer,
+                face,
                 limits: ImageLimits::from(config),
                 model,
                 provider,
@@ -174,6 +190,11 @@ impl Embedder {
                 batcher,
             }),
         })
+    }
+
+    /// A face model's pipeline (detector, landmarks, alignment); `None` for other models.
+    pub fn face(&self) -> Option<&FacePipeline> {
+        self.inner.face.as_deref()
     }
 
     pub fn manifest(&self) -> &ModelManifest {
@@ -257,6 +278,9 @@ impl Embedder {
     /// The model's preprocessing of one encoded image (CPU-heavy: call it off the async
     /// executor, as [`Embedder::embed_image`] does).
     pub fn preprocess(&self, image: &[u8]) -> Result<Vec<f32>, PreprocessError> {
+        if let Some(face) = &self.inner.face {
+            return face.prepare(image, &self.inner.limits);
+        }
         let m = &self.inner.model.manifest;
         let (input, spec) = m.image().ok_or_else(|| self.wrong_kind(InputKind::Image))?;
         preprocess_image(image, spec, input, &self.inner.limits)
@@ -499,8 +523,8 @@ impl Embedder {
     /// 1 to `max_tokens` token ids.
     fn check_len(&self, sample: &Prepared) -> Result<(), EmbedError> {
         let m = &self.inner.model.manifest;
-        match (sample, m.image(), self.max_tokens()) {
-            (Prepared::Image(tensor), Some((i, _)), _) => {
+        match (sample, m.image_input(), self.max_tokens()) {
+            (Prepared::Image(tensor), Some(i), _) => {
                 let expected = self.tensor_len();
                 if tensor.len() != expected {
                     return Err(EmbedError::InvalidInput(format!(

@@ -66,6 +66,10 @@ pub struct VerifyArgs {
     /// --pairs` reads), the first --pairs of them.
     #[arg(long)]
     pub texts: Option<PathBuf>,
+    /// For a face model: send the image pairs of this LFW `pairs.txt` (images in `images`
+    /// beside it), the first --pairs matched pairs of each fold in turn.
+    #[arg(long)]
+    pub lfw: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,9 +149,10 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     let kind = twin_core::manifest::ModelManifest::load(&args.model)?.input_kind();
     config.models.dirs = vec![args.model];
     config.models.default = String::new();
-    let pairs = match kind {
-        InputKind::Image => image_pairs(args.pairs),
-        InputKind::Text => text_pairs(args.pairs, args.texts.as_deref())?,
+    let pairs = match (kind, &args.lfw) {
+        (InputKind::Image, Some(lfw)) => face_pairs(args.pairs, lfw)?,
+        (InputKind::Image, None) => image_pairs(args.pairs),
+        (InputKind::Text, _) => text_pairs(args.pairs, args.texts.as_deref())?,
     };
     let target = match args.addr {
         Some(addr) => twin_gateway::bench::VerifyTarget::Remote(addr),
@@ -165,6 +170,28 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     print!("{}", report.table());
     println!("{}", report.json_line());
     Ok(())
+}
+
+/// Face photo pairs from LFW's pairs file, spread over its folds.
+fn face_pairs(count: usize, file: &Path) -> anyhow::Result<Vec<(Input, Input)>> {
+    let read = super::face_pairs::LfwPairs::read(file)?;
+    let images = file
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("images");
+    let load = |k: usize| -> anyhow::Result<Input> {
+        let path = images.join(&read.images[k]);
+        std::fs::read(&path)
+            .map(Input::Image)
+            .with_context(|| format!("cannot read {}", path.display()))
+    };
+    let step = (read.pairs.len() / count.max(1)).max(1);
+    read.pairs
+        .iter()
+        .step_by(step)
+        .take(count.max(1))
+        .map(|p| Ok((load(p.a)?, load(p.b)?)))
+        .collect()
 }
 
 /// Sentence pairs for a text model: the file's (`--texts`), or generated ones.

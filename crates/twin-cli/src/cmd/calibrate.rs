@@ -20,6 +20,7 @@ use twin_core::manifest::{ModelManifest, MANIFEST_FILE};
 use twin_core::metric::DEFAULT_RBF_SIGMA;
 
 use super::client;
+use super::face_pairs::{self, LfwPairs};
 use super::labelled::{load_model, model_json, FolderArgs, Listed, Scored};
 use super::plot::percent;
 use super::sentence_pairs::{self, PairFile};
@@ -64,8 +65,16 @@ pub struct CalibrateArgs {
     /// With --pairs: add the threshold of highest accuracy on the pairs as an operating
     /// point (its target FAR is the FAR it measures there) and make it the model's default,
     /// for tasks judged by accuracy such as paraphrase scoring.
-    #[arg(long, requires = "pairs")]
+    #[arg(long)]
     pub accuracy_default: bool,
+    /// The folder argument is LFW's `pairs.txt`: a face model calibrated on its pairs
+    /// (mismatched pairs are the negatives). `twin eval --lfw` measures each threshold
+    /// on held-out folds.
+    #[arg(long, conflicts_with = "pairs")]
+    pub lfw: bool,
+    /// The images folder of --lfw; default: `images` beside pairs.txt.
+    #[arg(long, requires = "lfw")]
+    pub lfw_images: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -86,8 +95,11 @@ impl Negatives {
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let targets = targets(&args.target_far)?;
-    if args.folder.pairs {
+    if args.folder.pairs || args.lfw {
         return run_pairs(&args, &targets);
+    }
+    if args.accuracy_default {
+        anyhow::bail!("--accuracy-default applies to --pairs and --lfw calibrations");
     }
     let listed = Listed::read(&args.folder)?;
     let embedder = load_model(&args.model, args.folder.config.as_deref())?;
@@ -381,22 +393,51 @@ fn run_subject_level(
 /// pairs (the non-paraphrases are the negatives), and with `--accuracy-default` the point
 /// of highest accuracy, made the default.
 fn run_pairs(args: &CalibrateArgs, targets: &[f64]) -> anyhow::Result<()> {
-    let file = PairFile::read(&args.folder.dir)?;
     let embedder = load_model(&args.model, args.folder.config.as_deref())?;
     let mut manifest = embedder.manifest().clone();
     let metric = args.metric.unwrap_or(manifest.native_metric);
-    let scored = sentence_pairs::score(&file, &embedder, metric, DEFAULT_RBF_SIGMA)?;
-    drop(embedder);
-    let (positive, negative) = (&scored.positive, &scored.negative);
-    let calibrated_on = args.calibrated_on.clone().unwrap_or_else(|| {
-        format!(
-            "{} ({} pairs: {} paraphrases, {} not)",
+    let (positive, negative, described) = if args.lfw {
+        let file = LfwPairs::read(&args.folder.dir)?;
+        let images = args.lfw_images.clone().unwrap_or_else(|| {
+            args.folder
+                .dir
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("images")
+        });
+        let scored = face_pairs::score(&file, &images, &embedder, metric, DEFAULT_RBF_SIGMA)?;
+        let (positive, negative) = face_pairs::all(&file, &scored.scores);
+        let described = format!(
+            "{} ({} pairs of {} images: {} matched, {} mismatched; {} images without a usable \
+             face, their pairs rejected)",
             args.folder.dir.display(),
             positive.len() + negative.len(),
+            file.images.len(),
             positive.len(),
-            negative.len()
-        )
-    });
+            negative.len(),
+            scored.failed.len()
+        );
+        (positive, negative, described)
+    } else {
+        let file = PairFile::read(&args.folder.dir)?;
+        let scored = sentence_pairs::score(&file, &embedder, metric, DEFAULT_RBF_SIGMA)?;
+        let described = format!(
+            "{} ({} pairs: {} paraphrases, {} not)",
+            args.folder.dir.display(),
+            scored.positive.len() + scored.negative.len(),
+            scored.positive.len(),
+            scored.negative.len()
+        );
+        (scored.positive, scored.negative, described)
+    };
+    drop(embedder);
+    // Thresholds are chosen on the pairs that could be scored; rates are measured on all.
+    let (scored_positive, scored_negative) = (
+        face_pairs::scored_only(&positive),
+        face_pairs::scored_only(&negative),
+    );
+    let (positive, negative) = (&positive, &negative);
+    let calibrated_on = args.calibrated_on.clone().unwrap_or(described);
     let point = |name: String, target_far: f64, threshold: f64| -> anyhow::Result<OperatingPoint> {
         let rates = far_frr(positive, negative, threshold)?;
         Ok(OperatingPoint {
@@ -411,7 +452,7 @@ fn run_pairs(args: &CalibrateArgs, targets: &[f64]) -> anyhow::Result<()> {
     };
     let mut points = Vec::with_capacity(targets.len() + 1);
     if args.accuracy_default {
-        let threshold = best_accuracy_threshold(positive, negative)?;
+        let threshold = best_accuracy_threshold(&scored_positive, &scored_negative)?;
         let far = far_frr(positive, negative, threshold)?.far;
         if !(far > 0.0 && far < 1.0) {
             anyhow::bail!(
@@ -426,7 +467,7 @@ fn run_pairs(args: &CalibrateArgs, targets: &[f64]) -> anyhow::Result<()> {
         points.push(point(
             far_name(target),
             target,
-            threshold_at_far(negative, target)?,
+            threshold_at_far(&scored_negative, target)?,
         )?);
     }
     let covered = points
@@ -455,7 +496,8 @@ fn run_pairs(args: &CalibrateArgs, targets: &[f64]) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "twin calibrate --pairs {}: model {}, metric {metric}, {} pairs",
+        "twin calibrate {} {}: model {}, metric {metric}, {} pairs",
+        if args.lfw { "--lfw" } else { "--pairs" },
         args.folder.dir.display(),
         manifest.name,
         positive.len() + negative.len()

@@ -17,6 +17,7 @@ use twin_core::manifest::ModelManifest;
 use twin_core::metric::{Metric, DEFAULT_RBF_SIGMA};
 
 use super::client;
+use super::face_pairs::{self, LfwPairs};
 use super::labelled::{load_model, model_json, FolderArgs, Listed, Scored};
 use super::plot::{det_svg, percent, roc_svg, Plot, Series};
 use super::sentence_pairs::{self, PairFile};
@@ -48,6 +49,19 @@ pub struct EvalArgs {
     pub rbf_sigma: f64,
     #[command(flatten)]
     pub enrolment: EnrolmentArgs,
+    /// The folder argument is LFW's `pairs.txt`: a face model through the ten-fold
+    /// protocol (a threshold chosen on nine folds, measured on the tenth).
+    #[arg(long, conflicts_with = "pairs")]
+    pub lfw: bool,
+    /// The images folder of --lfw (`<name>/<name>_<NNNN>.jpg`); default: `images` beside
+    /// pairs.txt.
+    #[arg(long, requires = "lfw")]
+    pub lfw_images: Option<PathBuf>,
+    /// With --lfw: also write every image's descriptor, `vectors.npy` (rows of NaN for
+    /// images refused) and `vectors.json` (the image paths, in row order), to --out; for
+    /// parity checks against dlib.
+    #[arg(long, requires = "lfw")]
+    pub vectors: bool,
 }
 
 /// The figures of one kind of negatives.
@@ -63,6 +77,9 @@ struct Kind {
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if args.folder.pairs {
         return run_pairs(&args);
+    }
+    if args.lfw {
+        return run_lfw(&args);
     }
     let started = Instant::now();
     let listed = Listed::read(&args.folder)?;
@@ -280,6 +297,169 @@ fn run_pairs(args: &EvalArgs) -> anyhow::Result<()> {
             "  * the default operating point; thresholds from the manifest, calibrated on: {}",
             at[0].0.calibrated_on
         );
+    }
+    println!("  report: {}", files.report.display());
+    Ok(())
+}
+
+/// Mean and (population) standard deviation.
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+fn run_lfw(args: &EvalArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let pairs_file = &args.folder.dir;
+    let file = LfwPairs::read(pairs_file)?;
+    let images = match &args.lfw_images {
+        Some(dir) => dir.clone(),
+        None => pairs_file
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("images"),
+    };
+    let embedder = load_model(&args.model, args.folder.config.as_deref())?;
+    let manifest = embedder.manifest().clone();
+    let metric = args.metric.unwrap_or(manifest.native_metric);
+    let scored = face_pairs::score(&file, &images, &embedder, metric, args.rbf_sigma)?;
+    drop(embedder);
+    if args.vectors {
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("cannot create {}", args.out.display()))?;
+        let dim = manifest.output.embedding_size as usize;
+        let mut data = Vec::with_capacity(scored.vectors.len() * dim);
+        for v in &scored.vectors {
+            match v {
+                Some(v) => data.extend_from_slice(v),
+                None => data.extend(std::iter::repeat_n(f32::NAN, dim)),
+            }
+        }
+        let npy = args.out.join("vectors.npy");
+        let out = std::fs::File::create(&npy)
+            .with_context(|| format!("cannot write {}", npy.display()))?;
+        twin_core::npy::write_f32(
+            std::io::BufWriter::new(out),
+            &[scored.vectors.len(), dim],
+            &data,
+        )
+        .with_context(|| format!("cannot write {}", npy.display()))?;
+        let names: Vec<String> = file
+            .images
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        write(
+            &args.out.join("vectors.json"),
+            &serde_json::to_string(&names).context("serializing image names")?,
+        )?;
+    }
+    let best = face_pairs::folds(&file, &scored.scores, None)?;
+    let at_far = face_pairs::folds(&file, &scored.scores, Some(0.001))?;
+    let accuracies: Vec<f64> = best.iter().map(|f| f.accuracy).collect();
+    let (accuracy, accuracy_std) = mean_std(&accuracies);
+    let tars: Vec<f64> = at_far.iter().map(|f| 1.0 - f.frr).collect();
+    let (tar, tar_std) = mean_std(&tars);
+    let (positive, negative) = face_pairs::all(&file, &scored.scores);
+    let pooled = figures(
+        &face_pairs::scored_only(&positive),
+        &face_pairs::scored_only(&negative),
+    )?;
+    let mut at = Vec::new();
+    for point in manifest
+        .operating_points
+        .iter()
+        .filter(|p| p.metric == metric)
+    {
+        let rates = far_frr(&positive, &negative, point.threshold)?;
+        let c = classification(&positive, &negative, point.threshold)?;
+        at.push((point.clone(), c, rates));
+    }
+    let fold_json = |folds: &[face_pairs::Fold]| {
+        folds
+            .iter()
+            .map(|f| json!({"threshold": f.threshold, "accuracy": f.accuracy, "far": f.far, "frr": f.frr}))
+            .collect::<Vec<_>>()
+    };
+    let report = json!({
+        "file": pairs_file.display().to_string(),
+        "images_dir": images.display().to_string(),
+        "model": model_json(&args.model, &manifest),
+        "metric": metric,
+        "pairs": file.pairs.len(),
+        "images": file.images.len(),
+        "images_refused": scored.failed.iter().map(|(p, why)| json!({"image": p.display().to_string(), "reason": why})).collect::<Vec<_>>(),
+        "ten_fold_accuracy": accuracy,
+        "ten_fold_accuracy_std": accuracy_std,
+        "folds_best_accuracy": fold_json(&best),
+        "ten_fold_tar_at_far_0_1": tar,
+        "ten_fold_tar_at_far_0_1_std": tar_std,
+        "folds_far_0_1": fold_json(&at_far),
+        "auc": pooled.auc,
+        "eer": pooled.eer,
+        "operating_points": at.iter().map(|(p, c, r)| json!({
+            "name": p.name, "threshold": p.threshold, "accuracy": c.accuracy,
+            "far": r.far, "frr": r.frr, "calibrated_on": p.calibrated_on,
+        })).collect::<Vec<_>>(),
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the report folder {}", args.out.display()))?;
+    let files = Files::in_folder(&args.out);
+    let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
+    write(&files.report, &(text + "\n"))?;
+    if args.folder.json {
+        client::print_json(&report);
+        return Ok(());
+    }
+    println!(
+        "twin eval --lfw {}: model {}, metric {metric}",
+        pairs_file.display(),
+        manifest.name
+    );
+    println!(
+        "  {} pairs, {} images ({} refused: no usable face; their pairs count as rejected)",
+        file.pairs.len(),
+        file.images.len(),
+        scored.failed.len()
+    );
+    println!(
+        "  ten-fold accuracy {:.2} % ± {:.2}   TAR at FAR 0.1 % {:.2} % ± {:.2}   (pooled: AUC {:.4}, EER {})",
+        100.0 * accuracy,
+        100.0 * accuracy_std,
+        100.0 * tar,
+        100.0 * tar_std,
+        pooled.auc,
+        percent(pooled.eer)
+    );
+    println!(
+        "  {:<6}{:>12}{:>11}{:>12}{:>10}",
+        "fold", "threshold", "accuracy", "threshold", "TAR@0.1%"
+    );
+    for (k, (b, f)) in best.iter().zip(&at_far).enumerate() {
+        println!(
+            "  {:<6}{:>12.6}{:>11}{:>12.6}{:>10}",
+            k + 1,
+            b.threshold,
+            percent(b.accuracy),
+            f.threshold,
+            percent(1.0 - f.frr)
+        );
+    }
+    for (p, c, r) in &at {
+        println!(
+            "  at {:<18} threshold {:.6}: accuracy {}  FAR {}  FRR {}",
+            p.name,
+            p.threshold,
+            percent(c.accuracy),
+            percent(r.far),
+            percent(r.frr)
+        );
+    }
+    for (path, why) in scored.failed.iter().take(5) {
+        println!("  refused {}: {why}", path.display());
     }
     println!("  report: {}", files.report.display());
     Ok(())

@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod enqueue;
 mod eval;
+mod face_pairs;
 mod health;
 mod jobs;
 mod keys;
