@@ -261,3 +261,18 @@ fn crc32(data: &[u8]) -> u32 {
 }
 
 pub use twin_synth::SampleKind as Kind;
+
+/// A request carrying `authorization: Bearer <key>` and a 60 s deadline.
+pub fn authed<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {key}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request.set_timeout(Duration::from_secs(60));
+    request
+}
+
+/// A sample of encoded image bytes, no source name.
+pub fn image(data: Vec<u8>) -> Option<twin_proto::v1::Image> {
+    Some(twin_proto::v1::Image::from_bytes(data, String::new()))
+}

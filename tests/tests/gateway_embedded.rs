@@ -10,7 +10,9 @@ use twin_proto::v1::enrollment_client::EnrollmentClient;
 use twin_proto::v1::models_client::ModelsClient;
 use twin_proto::v1::similarity_client::SimilarityClient;
 use twin_proto::v1::verification_client::VerificationClient;
-use twin_tests::{channel, dev_model, genuine, png_header, signature, Kind, TwinProcess};
+use twin_tests::{
+    authed, channel, dev_model, genuine, image, png_header, signature, Kind, TwinProcess,
+};
 
 const READ_KEY: &str = "read-key-for-e2e-tests-0001";
 const WRITE_KEY: &str = "write-key-for-e2e-tests-0001";
@@ -31,20 +33,6 @@ async fn serve(extra_env: &[(&str, String)]) -> Serve {
     env.extend(extra_env.iter().cloned());
     let process = TwinProcess::serve(dir.path(), &[&dev_model()], &env).await;
     Serve { process, _dir: dir }
-}
-
-fn authed<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("ascii"),
-    );
-    request.set_timeout(Duration::from_secs(60));
-    request
-}
-
-fn image(data: Vec<u8>) -> Option<pb::Image> {
-    Some(pb::Image::from_bytes(data, String::new()))
 }
 
 fn explicit(threshold: f64) -> Option<pb::DecisionPolicy> {

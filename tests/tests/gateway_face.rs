@@ -10,7 +10,7 @@ use twin_proto::v1 as pb;
 use twin_proto::v1::enrollment_client::EnrollmentClient;
 use twin_proto::v1::similarity_client::SimilarityClient;
 use twin_proto::v1::verification_client::VerificationClient;
-use twin_tests::{channel, repo_root, TwinProcess};
+use twin_tests::{channel, image, repo_root, TwinProcess};
 
 fn face_model() -> PathBuf {
     repo_root().join("models/face-v1")
@@ -89,10 +89,6 @@ fn request<T>(message: T) -> Request<T> {
     request
 }
 
-fn image(data: Vec<u8>) -> Option<pb::Image> {
-    Some(pb::Image::from_bytes(data, String::new()))
-}
-
 #[tokio::test]
 async fn every_bad_face_input_is_invalid_argument_with_its_reason() {
     let Some(lfw) = lfw() else { return };
@@ -100,7 +96,7 @@ async fn every_bad_face_input_is_invalid_argument_with_its_reason() {
     let refuse = variant(
         dir.path(),
         "face-refuse",
-        &[("multiple = \"largest\"", "multiple = \"refuse\"")],
+        &[("multiple = \"central\"", "multiple = \"refuse\"")],
     );
     let strict = variant(
         dir.path(),
@@ -163,7 +159,11 @@ async fn every_bad_face_input_is_invalid_argument_with_its_reason() {
             "a: unsupported image format",
         ),
         (
-            a[..a.len() / 3].to_vec(),
+            // A truncated PNG (a truncated JPEG decodes, its missing rows grey).
+            {
+                let whole = png(&ia);
+                whole[..whole.len() / 2].to_vec()
+            },
             "face-v1",
             "a: image data is corrupt or truncated",
         ),

@@ -13,7 +13,7 @@ use twin_proto::v1::audit_trail_client::AuditTrailClient;
 use twin_proto::v1::enrollment_client::EnrollmentClient;
 use twin_proto::v1::similarity_client::SimilarityClient;
 use twin_proto::v1::verification_client::VerificationClient;
-use twin_tests::{channel, dev_model, genuine, twin_command, TwinProcess};
+use twin_tests::{authed, channel, dev_model, genuine, image, twin_command, TwinProcess};
 
 const ADMIN: &str = "admin-key-for-tenant-tests-01";
 const ACME: &str = "acme-writer-for-tenant-tests-01";
@@ -49,20 +49,6 @@ async fn serve() -> Serve {
         keys,
         _dir: dir,
     }
-}
-
-fn authed<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("ascii"),
-    );
-    request.set_timeout(Duration::from_secs(60));
-    request
-}
-
-fn image(data: Vec<u8>) -> Option<pb::Image> {
-    Some(pb::Image::from_bytes(data, String::new()))
 }
 
 /// A threshold every score passes: the search returns its nearest points, whoever's.

@@ -34,10 +34,11 @@ pub struct ModelsConfig {
 impl Default for ModelsConfig {
     fn default() -> Self {
         Self {
-            // The signature model (the default: the first) and the text model.
+            // The signature model (the default: the first), the text and the face models.
             dirs: vec![
                 PathBuf::from("models/signature-v2"),
                 PathBuf::from("models/paraphrase-v1"),
+                PathBuf::from("models/face-v1"),
             ],
             default: String::new(),
         }

@@ -203,16 +203,19 @@ pub(crate) fn decode_checked(
         });
     }
 
-    let mut decoder = decoder;
-    // A missing or unreadable orientation tag means "as stored".
-    let orientation = if apply_orientation {
-        decoder.orientation().ok()
-    } else {
-        None
-    };
     let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
-    if let Some(orientation) = orientation {
-        image.apply_orientation(orientation);
+    if apply_orientation {
+        // Read from a second decoder, after the pixels: asking a decoder for its metadata
+        // first lets some (PNG) skip the data they would fail on. A missing or unreadable
+        // orientation tag means "as stored".
+        let orientation = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .ok()
+            .and_then(|r| r.into_decoder().ok())
+            .and_then(|mut d| d.orientation().ok());
+        if let Some(orientation) = orientation {
+            image.apply_orientation(orientation);
+        }
     }
     Ok(image)
 }

@@ -66,7 +66,7 @@ landmarks_sha256 = "{mf.sha256_file(out / 'landmarks.json')}"
 chip_size = 150
 padding = 0.25
 min_face = 40
-multiple = "largest"
+multiple = "central"
 cropped = false
 
 [output]

@@ -168,8 +168,92 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     let report = twin_gateway::bench::run_verify_bench(&config, &target, &pairs, &options)
         .context("verify benchmark failed")?;
     print!("{}", report.table());
-    println!("{}", report.json_line());
+    let mut line: serde_json::Value =
+        serde_json::from_str(&report.json_line()).context("the report's JSON line")?;
+    if let Some(stages) = face_stages(&config, &pairs)? {
+        print!("{}", stages.table());
+        line["face_stages"] = stages.json();
+    }
+    println!("{line}");
     Ok(())
+}
+
+/// Where a face model's time goes, image by image, on one thread: decoding and detection
+/// (the tiled pyramid and the detector graph), landmarks and chip, the descriptor graph.
+struct FaceStages {
+    images: usize,
+    detect_ms: f64,
+    prepare_ms: f64,
+    descriptor_ms: f64,
+}
+
+impl FaceStages {
+    fn detector_share(&self) -> f64 {
+        self.detect_ms / (self.prepare_ms + self.descriptor_ms)
+    }
+
+    fn table(&self) -> String {
+        format!(
+            "face stages (median of {} images, one thread each): decode + detect {:.1} ms, whole \
+             preprocessing (+ landmarks, chip) {:.1} ms, descriptor graph {:.1} ms; the detector's \
+             share of an image's time: {:.0} %\n",
+            self.images,
+            self.detect_ms,
+            self.prepare_ms,
+            self.descriptor_ms,
+            100.0 * self.detector_share()
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "images": self.images,
+            "decode_detect_ms_p50": self.detect_ms,
+            "preprocess_ms_p50": self.prepare_ms,
+            "descriptor_ms_p50": self.descriptor_ms,
+            "detector_share": self.detector_share(),
+        })
+    }
+}
+
+fn face_stages(
+    config: &twin_core::config::TwinConfig,
+    pairs: &[(Input, Input)],
+) -> anyhow::Result<Option<FaceStages>> {
+    let Some(dir) = config.models.dirs.first() else {
+        return Ok(None);
+    };
+    let embedder = twin_embed::Embedder::load(dir, &config.embed)?;
+    let Some(face) = embedder.face() else {
+        return Ok(None);
+    };
+    let limits = twin_core::preprocess::ImageLimits::from(&config.embed);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let (mut detect, mut prepare, mut descriptor) = (Vec::new(), Vec::new(), Vec::new());
+    for input in pairs.iter().flat_map(|(a, b)| [a, b]).take(64) {
+        let Input::Image(bytes) = input else { continue };
+        let started = std::time::Instant::now();
+        let image = twin_core::face::decode_rgb(bytes, &limits)?;
+        face.detect(&image)?;
+        detect.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = std::time::Instant::now();
+        let Ok(tensor) = face.prepare(bytes, &limits) else {
+            continue;
+        };
+        prepare.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = std::time::Instant::now();
+        embedder.embed_batch(&[twin_embed::Prepared::Image(tensor)])?;
+        descriptor.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(Some(FaceStages {
+        images: prepare.len(),
+        detect_ms: median(detect),
+        prepare_ms: median(prepare),
+        descriptor_ms: median(descriptor),
+    }))
 }
 
 /// Face photo pairs from LFW's pairs file, spread over its folds.

@@ -355,10 +355,12 @@ mod tests {
     fn each_fold_is_measured_at_a_threshold_from_the_others() {
         let text = "2 1\nA 1 2\nA 1 B 1\nC 1 2\nC 2 D 3\n";
         let file = LfwPairs::parse(text, "p.txt").expect("parses");
-        let scores = [Some(0.9), Some(0.1), Some(0.8), None];
+        let scores = [Some(0.9), Some(0.1), Some(0.8), Some(0.2)];
         let folds = folds(&file, &scores, None).expect("folds");
         assert_eq!(folds.len(), 2);
         assert!(folds.iter().all(|f| f.accuracy == 1.0), "{folds:?}");
+        // A pair that could not be scored is rejected: below every threshold.
+        let scores = [Some(0.9), Some(0.1), Some(0.8), None];
         let (pos, neg) = all(&file, &scores);
         assert_eq!(pos, [0.9, 0.8]);
         assert_eq!(neg[1], REJECTED);
