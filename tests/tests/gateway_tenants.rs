@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use tonic::{Code, Request};
+use tonic::Code;
 use twin_proto::v1 as pb;
 use twin_proto::v1::api_keys_client::ApiKeysClient;
 use twin_proto::v1::audit_trail_client::AuditTrailClient;

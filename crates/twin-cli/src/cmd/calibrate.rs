@@ -101,7 +101,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     if args.accuracy_default {
         anyhow::bail!("--accuracy-default applies to --pairs and --lfw calibrations");
     }
-    let listed = Listed::read(&args.folder)?;
+    let listed = Listed::read(&args.folder.for_model(&args.model))?;
     let embedder = load_model(&args.model, args.folder.config.as_deref())?;
     let manifest = embedder.manifest().clone();
     let metric = args.metric.unwrap_or(manifest.native_metric);

@@ -82,7 +82,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         return run_lfw(&args);
     }
     let started = Instant::now();
-    let listed = Listed::read(&args.folder)?;
+    let listed = Listed::read(&args.folder.for_model(&args.model))?;
     let embedder = load_model(&args.model, args.folder.config.as_deref())?;
     let manifest = embedder.manifest().clone();
     let metric = args.metric.unwrap_or(manifest.native_metric);

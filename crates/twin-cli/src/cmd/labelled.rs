@@ -64,9 +64,25 @@ pub struct FolderArgs {
     pub pairs: bool,
 }
 
+/// The pattern no file name holds: with it as the only forged pattern, every file is
+/// genuine (a folder of faces by person has no forgeries).
+const NO_FORGERIES: &str = "\0";
+
 impl FolderArgs {
     pub fn naming(&self) -> Naming {
         Naming::new(&self.genuine_pattern, &self.forged_pattern)
+    }
+
+    /// These arguments for `model`: a face model's folder (`DIR/<person>/<photos>`) has no
+    /// forgeries, so without patterns every photo is genuine and other people's photos are
+    /// the negatives.
+    pub fn for_model(&self, model: &Path) -> Self {
+        let face = twin_core::manifest::ModelManifest::load(model).is_ok_and(|m| m.face.is_some());
+        let mut args = self.clone();
+        if face && self.genuine_pattern.is_empty() && self.forged_pattern.is_empty() {
+            args.forged_pattern = vec![NO_FORGERIES.to_owned()];
+        }
+        args
     }
 
     pub fn random(&self) -> RandomPairs {
@@ -136,6 +152,10 @@ impl Naming {
 
     /// For reports: `genuine "-G-", "original_"; forged "-F-", "forgeries_"`.
     pub fn describe(&self) -> String {
+        if self.genuine.is_empty() && self.forged == [NO_FORGERIES] {
+            return "every file genuine (photos by person: other people's are the negatives)"
+                .to_owned();
+        }
         format!(
             "genuine {}; forged {}",
             list(&self.genuine),
