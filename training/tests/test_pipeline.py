@@ -75,7 +75,7 @@ def test_train_export_load(tmp_path):
     # exactly ModelManifest's fields, so the Rust loader (deny_unknown_fields) accepts it
     assert set(m) <= rust_struct_fields("ModelManifest")
     assert set(rust_struct_fields("ModelManifest")) - set(m) <= {"description", "operating_points", "evaluation",
-                                                                 "subject_operating_points", "joint"}
+                                                                 "subject_operating_points", "joint", "face"}
     # since text models (issue 22) an image input is `ImageInput` (InputSpec is an enum of kinds)
     image_input = "ImageInput" if "pub struct ImageInput" in MANIFEST_RS.read_text() else "InputSpec"
     assert set(m["input"]) == rust_struct_fields(image_input)
@@ -264,3 +264,13 @@ def test_manifest_writer_knows_every_field_of_the_optional_tables():
     shipped = manifest.read(REPO / "models/signature-v2/manifest.toml")
     assert shipped["subject_operating_points"] and shipped["joint"]
     assert tomllib.loads(manifest.dumps(shipped)) == shipped
+
+
+def test_the_shipped_face_manifest_has_exactly_the_face_contract_fields():
+    """models/face-v1's [face] table, as twin_train.face.ship writes it, is FaceSpec's fields."""
+    import tomllib
+
+    m = tomllib.loads((Path(__file__).resolve().parents[2] / "models/face-v1/manifest.toml").read_text())
+    assert set(m["face"]) == rust_struct_fields("FaceSpec")
+    assert set(m) <= rust_struct_fields("ModelManifest")
+    assert "preprocess" not in m
