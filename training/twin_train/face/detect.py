@@ -40,7 +40,7 @@ runs the network on each level separately (see "Per-level run" for what that cha
    rect (level coords, dlib centered_drect): [x - (w-1)/2, y - (h-1)/2, x + (w-1)/2, y + (h-1)/2]
    with (w, h) = detector window k (80x80).  Back to the image (pyramid_down<6>::rect_up,
    applied l times to both corners): p -> p*1.2 + 0.3 (1.2 == 6/5.0 in double).  Then dlib's
-   drectangle -> rectangle conversion: each side floor(v + 0.5).  Score = the float cell value.
+   drectangle -> rectangle conversion: each side rounded to the nearest, halves away from zero.  Score = the float cell value.
 
 4. NMS (loss_mmod_::to_label): sort all candidates of all levels by score, descending; walk
    them, dropping a box that overlaps an already kept box per test_box_overlap on the integer
@@ -204,8 +204,9 @@ def point_up(v: float, levels: int) -> float:
 
 
 def dround(v: float) -> int:
-    """dlib drectangle -> rectangle: floor(v + 0.5)."""
-    return math.floor(v + 0.5)
+    """dlib drectangle -> rectangle: to the nearest integer, halves away from zero (std::round:
+    -4.5 -> -5; found by twin's parity check on boxes that leave the image)."""
+    return int(math.copysign(math.floor(abs(v) + 0.5), v))
 
 
 def _area(r):

@@ -40,9 +40,29 @@ def dlib_models():
             dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat")))
 
 
-def dlib_pipeline(models, img):
-    """dlib on an RGB uint8 image: detections, and for the largest (twin's face.multiple =
-    largest) its landmarks, chip sha256 and descriptor."""
+def choose(found, img, policy: str):
+    """The face twin uses among dlib's detections (best score first), by the manifest's
+    `face.multiple`: "central" the box whose centre is nearest the image centre, otherwise the
+    largest; ties keep the earlier (higher-scored) box, as twin does."""
+    h, w = img.shape[:2]
+
+    def key(m):
+        r = m.rect
+        if policy == "central":
+            cx, cy = (r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2
+            return -float(np.hypot(cx - w / 2, cy - h / 2))
+        return (r.right() - r.left() + 1) * (r.bottom() - r.top() + 1)
+
+    best = found[0]
+    for m in found[1:]:
+        if key(m) > key(best):
+            best = m
+    return best
+
+
+def dlib_pipeline(models, img, policy: str = "central"):
+    """dlib on an RGB uint8 image: detections, and for the face twin's policy chooses its
+    landmarks, chip sha256 and descriptor."""
     import dlib
 
     det, sp, rec = models
@@ -51,7 +71,7 @@ def dlib_pipeline(models, img):
                           for m in found]}
     if not found:
         return out
-    best = max(found, key=lambda m: (m.rect.right() - m.rect.left() + 1) * (m.rect.bottom() - m.rect.top() + 1))
+    best = choose(found, img, policy)
     shape = sp(img, best.rect)
     chip = np.ascontiguousarray(dlib.get_face_chip(img, shape, 150, 0.25))
     out.update({
@@ -87,6 +107,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import dlib
 
+    import tomllib
+
+    policy = tomllib.loads((Path(args.model) / "manifest.toml").read_text())["face"]["multiple"]
     lfw = Path(args.lfw)
     names = images_of(lfw, args.n)
     models = dlib_models()
@@ -100,7 +123,7 @@ def main(argv=None) -> int:
         same, exact_chip, exact_geometry, cos_pixels, cos_file, fixture = 0, 0, 0, [], [], []
         for name, t in zip(names, twin):
             pixels = np.load(Path(dump) / (Path(name).stem + ".npy")).astype(np.uint8)
-            ref = dlib_pipeline(models, pixels)
+            ref = dlib_pipeline(models, pixels, policy)
             geometry = ([d[:4] for d in ref["detections"]] == [d[:4] for d in t["detections"]]
                         and ref.get("landmarks") == t.get("landmarks"))
             exact_geometry += geometry
@@ -109,7 +132,7 @@ def main(argv=None) -> int:
                 exact_chip += ref["chip_sha256"] == t["chip_sha256"]
                 a, b = np.array(ref["descriptor"]), np.array(t["descriptor"])
                 cos_pixels.append(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)))
-                own = dlib_pipeline(models, dlib.load_rgb_image(str(lfw / "images" / name)))
+                own = dlib_pipeline(models, dlib.load_rgb_image(str(lfw / "images" / name)), policy)
                 if "descriptor" in own:
                     c = np.array(own["descriptor"])
                     cos_file.append(float(c @ b / np.linalg.norm(c) / np.linalg.norm(b)))

@@ -350,7 +350,8 @@ impl DetectorConfig {
         let ratio = f64::from(self.pyramid.den) / f64::from(self.pyramid.num);
         // pyramid_down's rect_up, once per level: p ↦ p·den/num + 0.3.
         let up = |v: f64, levels: usize| (0..levels).fold(v, |v, _| v * ratio + 0.3);
-        let round = |v: f64| (v + 0.5).floor() as i64;
+        // dlib's drectangle → rectangle: to the nearest, halves away from zero (−4.5 → −5).
+        let round = |v: f64| v.round() as i64;
         let mut found = Vec::new();
         if tiles.is_empty() {
             return found;
