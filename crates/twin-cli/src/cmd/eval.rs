@@ -239,11 +239,7 @@ fn run_pairs(args: &EvalArgs) -> anyhow::Result<()> {
         })).collect::<Vec<_>>(),
         "seconds": started.elapsed().as_secs_f64(),
     });
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create the report folder {}", args.out.display()))?;
-    let files = Files::in_folder(&args.out);
-    let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
-    write(&files.report, &(text + "\n"))?;
+    let files = write_report(&args.out, &report)?;
     if args.folder.json {
         client::print_json(&report);
         return Ok(());
@@ -405,11 +401,7 @@ fn run_lfw(args: &EvalArgs) -> anyhow::Result<()> {
         })).collect::<Vec<_>>(),
         "seconds": started.elapsed().as_secs_f64(),
     });
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create the report folder {}", args.out.display()))?;
-    let files = Files::in_folder(&args.out);
-    let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
-    write(&files.report, &(text + "\n"))?;
+    let files = write_report(&args.out, &report)?;
     if args.folder.json {
         client::print_json(&report);
         return Ok(());
@@ -515,6 +507,16 @@ impl Files {
             det: dir.join("det.svg"),
         }
     }
+}
+
+/// Creates the report folder and writes `report.json` into it, pretty-printed.
+fn write_report(out: &Path, report: &serde_json::Value) -> anyhow::Result<Files> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the report folder {}", out.display()))?;
+    let files = Files::in_folder(out);
+    let text = serde_json::to_string_pretty(report).context("serializing the report")?;
+    write(&files.report, &(text + "\n"))?;
+    Ok(files)
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
