@@ -26,3 +26,9 @@ export TWIN_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/twin"
 status=0
 training/.venv/bin/python -m pytest -q training/tests || status=$?
 if [ "$status" -ne 0 ] && [ "$status" -ne 5 ]; then exit "$status"; fi
+
+# The Python client, the REST edge and the console in a real headless browser, all against
+# a real `twin serve` (clients/python/.venv from PyPI; Debian's chromium and chromedriver).
+bash clients/python/setup-browser.sh
+bash clients/python/setup.sh
+TWIN_CONSOLE_REQUIRED=1 clients/python/.venv/bin/python -m pytest -q clients/python/tests

@@ -58,6 +58,10 @@
 #   training/run.sh face-parity   twin's Rust pipeline vs dlib on 300 LFW images (same pixels, and same files)
 #   training/run.sh face-all      every face stage above, in order
 #
+# The plots the models ship (served by GetModelCard and shown by the console):
+#   training/run.sh plots         `twin eval --out` on signature-v2 (BHSig test writers), paraphrase-v1
+#                                 (MRPC test) and face-v1 (LFW pairs) -> models/*/roc.svg, det.svg
+#
 # Environment: TWIN_DATA (default ../shared/data next to the repo), TWIN_TRAIN_WORK (caches and
 # runs, default ~/.cache/twin-train; never inside the repo), TWIN_BIN (the twin binary,
 # default: built with cargo), THREADS (torch threads, default 1), EPOCHS, OMNI_EPOCHS, SEED,
@@ -395,7 +399,22 @@ face_parity() {
     --lfw "$DATA/lfw" --n 300
 }
 
+# ---- the ROC and DET plots each model ships (GetModelCard, the console's card) ----
+# `twin eval --out` on each model's test split, its roc.svg and det.svg copied into the model.
+plot_model() {
+  local model="$1"; shift
+  "$(twin_bin)" eval "$@" --model "$repo/models/$model" --out "$WORK/plots/$model" >/dev/null
+  cp "$WORK/plots/$model/roc.svg" "$WORK/plots/$model/det.svg" "$repo/models/$model/"
+  echo "models/$model: roc.svg, det.svg"
+}
+plots() {
+  plot_model signature-v2 "$DATA/bhsig260-bengali" --subjects 061-100
+  plot_model paraphrase-v1 --pairs "$DATA/mrpc/msr_paraphrase_test.txt"
+  plot_model face-v1 "$DATA/lfw/pairs.txt" --lfw
+}
+
 case "$stage" in
+  plots) plots ;;
   preprocess) preprocess ;;
   train) train "$@" ;;
   export) export_model ;;
@@ -434,5 +453,5 @@ case "$stage" in
   face-parity) face_parity ;;
   face-all) face_convert; face_ship; face_calibrate; face_eval; face_parity ;;
   text-all) text_export; text_train "$@"; text_compare; text_ship; text_calibrate; text_eval; text_card ;;
-  *) sed -n '2,56p' "$0"; exit 2 ;;
+  *) sed -n '2,60p' "$0"; exit 2 ;;
 esac

@@ -23,9 +23,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("twin_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
+    let encoded = prost::Message::encode_to_vec(&descriptors);
+    // Well-known types from pbjson-types: prost-types' have no serde.
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(descriptors)?;
+    // serde impls in the proto3 JSON mapping (lowerCamelCase names, base64 bytes, enum
+    // names), for the gateway's REST/JSON edge.
+    pbjson_build::Builder::new()
+        .register_descriptors(&encoded)?
+        .build(&[".twin.v1"])?;
     Ok(())
 }

@@ -108,6 +108,7 @@ async fn enrol_verify_search_and_delete_through_the_real_server() {
             pb::GetSubjectRequest {
                 subject_id: "writer-0".into(),
                 model: String::new(),
+                thumbnails: false,
             },
             READ_KEY,
         ))
@@ -303,6 +304,7 @@ async fn enrol_verify_search_and_delete_through_the_real_server() {
             pb::GetSubjectRequest {
                 subject_id: "writer-0".into(),
                 model: String::new(),
+                thumbnails: false,
             },
             READ_KEY,
         ))
@@ -967,8 +969,7 @@ async fn decisions_are_on_record_by_request_subject_and_time() {
     assert_eq!(verify_subject.image_sha256, vec![sha(&a)]);
 
     // A time range in the future holds nothing; a limit above 1000 is refused.
-    let later =
-        prost_types::Timestamp::from(std::time::SystemTime::now() + Duration::from_secs(3600));
+    let later = twin_proto::timestamp(std::time::SystemTime::now() + Duration::from_secs(3600));
     let none = trail
         .query_audit(query(pb::QueryAuditRequest {
             from: Some(later),

@@ -109,6 +109,7 @@ async fn gateway_and_worker_processes_enrol_through_rabbitmq() {
         .get_subject(timed(pb::GetSubjectRequest {
             subject_id: "bob".into(),
             model: String::new(),
+            thumbnails: false,
         }))
         .await
         .expect("subject")

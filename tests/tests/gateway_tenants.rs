@@ -102,6 +102,7 @@ impl Clients {
                 pb::GetSubjectRequest {
                     subject_id: subject.to_owned(),
                     model: String::new(),
+                    thumbnails: false,
                 },
                 key,
             ))
@@ -443,6 +444,7 @@ async fn admin_keys_create_and_revoke_keys_and_file_edits_apply_without_a_restar
                     pb::GetSubjectRequest {
                         subject_id: "carol".into(),
                         model: String::new(),
+                        thumbnails: false,
                     },
                     handmade,
                 ))

@@ -13,6 +13,7 @@ pub mod metric;
 pub mod npy;
 pub mod preprocess;
 pub mod subject;
+pub mod thumbnail;
 
 pub use error::CoreError;
 pub use metric::Metric;

@@ -201,6 +201,11 @@ impl Embedder {
         &self.inner.model.manifest
     }
 
+    /// The model's directory (its card and plots live there).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.inner.model.dir
+    }
+
     /// The provider the sessions run on and why (for health and metrics).
     pub fn provider(&self) -> &ActiveProvider {
         &self.inner.provider

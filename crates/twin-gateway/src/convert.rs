@@ -105,15 +105,15 @@ pub fn labels_to_proto(labels: &BTreeMap<String, String>) -> Vec<pb::Label> {
         .collect()
 }
 
-pub fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
+pub fn timestamp_ms(ms: i64) -> twin_proto::Timestamp {
+    twin_proto::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
 }
 
-pub fn now() -> prost_types::Timestamp {
-    prost_types::Timestamp::from(std::time::SystemTime::now())
+pub fn now() -> twin_proto::Timestamp {
+    twin_proto::timestamp(std::time::SystemTime::now())
 }
 
 /// The audit record of a decision.

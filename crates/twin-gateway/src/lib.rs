@@ -1,4 +1,5 @@
-//! The twin.v1 gRPC gateway as a library: services over shared state, admission
+//! The twin.v1 gateway as a library: gRPC services over shared state, the REST/JSON
+//! edge and console that transcode to them (`rest`), admission
 //! control, the error → status mapping and the server builder. The `twin-gateway`
 //! binary and `twin serve` only wire it up.
 
@@ -7,6 +8,7 @@ pub mod bench;
 pub mod convert;
 pub mod layers;
 pub mod metrics;
+pub mod rest;
 pub mod server;
 pub mod service;
 pub mod state;

@@ -20,6 +20,7 @@ use twin_proto::v1::verification_server::VerificationServer;
 use crate::auth::AuthError;
 use crate::layers::AdmissionLayer;
 use crate::metrics::GatewayMetrics;
+use crate::rest::RestLayer;
 use crate::service::audit::AuditTrailService;
 use crate::service::enrollment::EnrollmentService;
 use crate::service::keys::ApiKeysService;
@@ -138,8 +139,11 @@ impl BoundGateway {
             builder = builder
                 .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
         }
+        // HTTP/1.1 too, for the REST edge and the console (gRPC stays on HTTP/2).
         let router = builder
+            .accept_http1(true)
             .timeout(Duration::from_millis(config.request_timeout_ms))
+            .layer(RestLayer::new(config.max_message_bytes))
             .layer(AdmissionLayer::new(
                 keys,
                 config.max_concurrent_requests,

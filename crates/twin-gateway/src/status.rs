@@ -117,9 +117,73 @@ impl From<ApiError> for Status {
     }
 }
 
+/// Every gRPC code with its canonical name and the HTTP status the REST edge answers
+/// with (Google's API mapping), in one table read both ways.
+const HTTP_STATUSES: [(Code, &str, u16); 17] = [
+    (Code::Ok, "OK", 200),
+    (Code::Cancelled, "CANCELLED", 499),
+    (Code::Unknown, "UNKNOWN", 500),
+    (Code::InvalidArgument, "INVALID_ARGUMENT", 400),
+    (Code::DeadlineExceeded, "DEADLINE_EXCEEDED", 504),
+    (Code::NotFound, "NOT_FOUND", 404),
+    (Code::AlreadyExists, "ALREADY_EXISTS", 409),
+    (Code::PermissionDenied, "PERMISSION_DENIED", 403),
+    (Code::ResourceExhausted, "RESOURCE_EXHAUSTED", 429),
+    (Code::FailedPrecondition, "FAILED_PRECONDITION", 400),
+    (Code::Aborted, "ABORTED", 409),
+    (Code::OutOfRange, "OUT_OF_RANGE", 400),
+    (Code::Unimplemented, "UNIMPLEMENTED", 501),
+    (Code::Internal, "INTERNAL", 500),
+    (Code::Unavailable, "UNAVAILABLE", 503),
+    (Code::DataLoss, "DATA_LOSS", 500),
+    (Code::Unauthenticated, "UNAUTHENTICATED", 401),
+];
+
+/// The HTTP status a REST answer with this gRPC code carries.
+pub fn http_status(code: Code) -> http::StatusCode {
+    HTTP_STATUSES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .and_then(|(_, _, status)| http::StatusCode::from_u16(*status).ok())
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The canonical name of a gRPC code ("INVALID_ARGUMENT"), as REST errors spell it.
+pub fn code_name(code: Code) -> &'static str {
+    HTTP_STATUSES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map_or("UNKNOWN", |(_, name, _)| name)
+}
+
+/// The HTTP statuses REST answers can carry, with the code names behind them (for
+/// the OpenAPI document).
+pub fn http_statuses() -> impl Iterator<Item = (&'static str, u16)> {
+    HTTP_STATUSES
+        .iter()
+        .map(|(_, name, status)| (*name, *status))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_has_one_http_status_and_name() {
+        for (i, (code, name, status)) in HTTP_STATUSES.iter().enumerate() {
+            assert_eq!(*code as usize, i, "table in code order");
+            assert_eq!(http_status(*code).as_u16(), *status);
+            assert_eq!(code_name(*code), *name);
+        }
+        assert_eq!(
+            http_status(Code::Unauthenticated),
+            http::StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            http_status(Code::InvalidArgument),
+            http::StatusCode::BAD_REQUEST
+        );
+    }
 
     #[test]
     fn codes_follow_what_the_client_can_do() {

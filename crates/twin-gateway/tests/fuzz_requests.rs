@@ -1137,6 +1137,7 @@ fn fuzz_subject_job_and_model_requests() {
                     .block_on(enrollment.get_subject(Request::new(pb::GetSubjectRequest {
                         subject_id: subject_id.clone(),
                         model: model.clone(),
+                        thumbnails: false,
                     })));
             get.check(&h, "GetSubject", outcome)?;
 
@@ -1181,6 +1182,7 @@ fn fuzz_subject_job_and_model_requests() {
                 .get_subject(Request::new(pb::GetSubjectRequest {
                     subject_id: ENROLLED.to_owned(),
                     model: String::new(),
+                    thumbnails: true,
                 })),
         )
         .expect("enrolled subject")

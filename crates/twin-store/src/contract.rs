@@ -144,6 +144,9 @@ pub struct PointPayload {
     pub enrolled_at_ms: i64,
     /// The model that produced the vector (sha256 of its ONNX file).
     pub model_id: String,
+    /// A small PNG of the enrolled image for people to look at; empty for texts and
+    /// for points stored before thumbnails existed.
+    pub thumbnail: Vec<u8>,
 }
 
 /// Most labels a point carries.

@@ -4,6 +4,7 @@
 //! Labels are stored as one keyword array of `key=value` terms (label keys cannot
 //! contain `=`), so a single keyword index serves every label filter.
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -32,6 +33,9 @@ struct PayloadDoc {
     source: String,
     enrolled_at_ms: i64,
     model_id: String,
+    /// The thumbnail PNG, base64.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    thumbnail: String,
 }
 
 /// The stored form of one label.
@@ -52,6 +56,11 @@ pub(crate) fn encode(payload: &PointPayload) -> Map<String, Value> {
         source: payload.source.clone(),
         enrolled_at_ms: payload.enrolled_at_ms,
         model_id: payload.model_id.clone(),
+        thumbnail: if payload.thumbnail.is_empty() {
+            String::new()
+        } else {
+            base64::engine::general_purpose::STANDARD.encode(&payload.thumbnail)
+        },
     };
     match serde_json::to_value(doc) {
         Ok(Value::Object(map)) => map,
@@ -74,7 +83,13 @@ pub(crate) fn decode(point: &str, map: Map<String, Value>) -> Result<PointPayloa
         })?;
         labels.insert(key.to_owned(), value.to_owned());
     }
+    let thumbnail = base64::engine::general_purpose::STANDARD
+        .decode(doc.thumbnail.as_bytes())
+        .map_err(|e| {
+            StoreError::Internal(format!("point {point} has a malformed thumbnail: {e}"))
+        })?;
     Ok(PointPayload {
+        thumbnail,
         tenant: doc.tenant,
         subject_id: doc.subject_id,
         image_sha256: doc.image_sha256,
@@ -128,9 +143,11 @@ mod tests {
             source: "scan-1.png".into(),
             enrolled_at_ms: 1_700_000_000_123,
             model_id: "cd".repeat(32),
+            thumbnail: vec![137, 80, 78, 71],
         };
         let stored = encode(&payload);
         assert_eq!(stored["labels"], serde_json::json!(["session=2024=05"]));
+        assert_eq!(stored["thumbnail"], "iVBORw==");
         assert_eq!(decode("p", stored).expect("decodes"), payload);
     }
 
@@ -142,6 +159,7 @@ mod tests {
         };
         let stored = encode(&payload);
         assert!(!stored.contains_key(TENANT), "{stored:?}");
+        assert!(!stored.contains_key("thumbnail"), "{stored:?}");
         assert_eq!(decode("p", stored).expect("decodes"), payload);
     }
 

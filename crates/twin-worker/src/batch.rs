@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use twin_core::ids::sha256_hex;
 use twin_core::input::Input;
 use twin_core::subject::{validate_subject_id, validate_tenant};
+use twin_core::thumbnail::{thumbnail_png, THUMBNAIL_MAX_SIDE};
 use twin_embed::{Embedder, Prepared};
 use twin_proto::v1::EmbedJob;
 use twin_queue::{DeliveryHandle, JobRecord};
@@ -24,6 +25,8 @@ struct Pending {
     handle: DeliveryHandle,
     /// Moved out (left empty) when the batch goes to the embedder.
     sample: Prepared,
+    /// PNG for the point's payload; empty for texts.
+    thumbnail: Vec<u8>,
 }
 
 impl Worker {
@@ -97,7 +100,7 @@ impl Worker {
             let points: Vec<Point> = pending
                 .iter()
                 .zip(vectors)
-                .map(|(p, vector)| Point::new(vector, payload(&p.job, now_ms)))
+                .map(|(p, vector)| Point::new(vector, payload(p, now_ms)))
                 .collect();
             self.store_and_ack(&spec, pending, points, summary).await;
         }
@@ -283,10 +286,23 @@ async fn preprocess_all(
         // The bytes move into the inputs: past this point a job needs only its metadata.
         let inputs: Vec<Input> = jobs.iter_mut().map(|(job, _)| take_input(job)).collect();
         let results = model.prepare_many(&inputs);
-        (jobs, results)
+        // Thumbnails of the good images, for people looking at the references later.
+        let thumbnails: Vec<Vec<u8>> = inputs
+            .iter()
+            .zip(&results)
+            .map(|(input, result)| match (input, result) {
+                (Input::Image(bytes), Ok(_)) => thumbnail_png(bytes, THUMBNAIL_MAX_SIDE)
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(%error, "no thumbnail for an image that preprocessed");
+                        Vec::new()
+                    }),
+                _ => Vec::new(),
+            })
+            .collect();
+        (jobs, results, thumbnails)
     })
     .await;
-    let (jobs, results) = match done {
+    let (jobs, results, thumbnails) = match done {
         Ok(done) => done,
         // A panic in preprocessing is a bug; its jobs were dropped unsettled and go back
         // to the queue (and end in the dead-letter queue by the delivery limit).
@@ -297,12 +313,13 @@ async fn preprocess_all(
     };
     let mut pending = Vec::new();
     let mut bad = Vec::new();
-    for ((job, handle), result) in jobs.into_iter().zip(results) {
+    for (((job, handle), result), thumbnail) in jobs.into_iter().zip(results).zip(thumbnails) {
         match result {
             Ok(sample) => pending.push(Pending {
                 job,
                 handle,
                 sample,
+                thumbnail,
             }),
             Err(error) => bad.push((handle, format!("bad sample: {error}"))),
         }
@@ -328,8 +345,10 @@ fn take_input(job: &mut EmbedJob) -> Input {
     }
 }
 
-fn payload(job: &EmbedJob, now_ms: i64) -> PointPayload {
+fn payload(pending: &Pending, now_ms: i64) -> PointPayload {
+    let job = &pending.job;
     PointPayload {
+        thumbnail: pending.thumbnail.clone(),
         tenant: job.tenant.clone(),
         subject_id: job.subject_id.clone(),
         image_sha256: job.image_sha256.clone(),

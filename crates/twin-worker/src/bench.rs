@@ -199,7 +199,7 @@ pub async fn run_ingest_bench(
                     image_sha256: sha256_hex(&image),
                     image,
                     model_id: model.manifest().id.clone(),
-                    enqueued_at: Some(std::time::SystemTime::now().into()),
+                    enqueued_at: Some(twin_proto::timestamp(std::time::SystemTime::now())),
                     ..Default::default()
                 }
             })

@@ -162,5 +162,5 @@ impl Cluster {
 }
 
 fn prost_types_now() -> twin_proto::Timestamp {
-    twin_proto::Timestamp::from(std::time::SystemTime::now())
+    twin_proto::timestamp(std::time::SystemTime::now())
 }

@@ -1,5 +1,6 @@
 //! `twin api`: lists the services and methods of the twin.v1 API from the compiled
-//! descriptor, so what is printed is exactly what the server speaks.
+//! descriptor, so what is printed is exactly what the server speaks, each with its REST
+//! path (the OpenAPI document is at `/openapi.json`).
 
 use prost::Message;
 
@@ -17,12 +18,16 @@ pub fn run(_args: ApiArgs) -> anyhow::Result<()> {
                 } else {
                     ""
                 };
-                println!(
-                    "  rpc {}({}{}) returns ({})",
+                let rpc = format!(
+                    "rpc {}({}{}) returns ({})",
                     method.name(),
                     streaming,
                     method.input_type().trim_start_matches(".twin.v1."),
                     method.output_type().trim_start_matches(".twin.v1.")
+                );
+                println!(
+                    "  {rpc:<72} POST {}",
+                    twin_gateway::rest::rest_path(method.name())
                 );
             }
         }

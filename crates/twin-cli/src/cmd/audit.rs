@@ -39,7 +39,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
 
 fn instant(flag: &str, text: Option<&str>) -> anyhow::Result<Option<twin_proto::Timestamp>> {
     text.map(|t| {
-        t.parse::<twin_proto::Timestamp>().map_err(|e| {
+        twin_proto::parse_rfc3339(t).map_err(|e| {
             anyhow::anyhow!(
                 "--{flag} {t:?} is not an RFC 3339 instant like 2026-12-01T09:00:00Z: {e}"
             )
@@ -95,7 +95,7 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
         let at = a
             .decided_at
             .as_ref()
-            .map(ToString::to_string)
+            .map(twin_proto::rfc3339)
             .unwrap_or_default();
         println!(
             "{:<30} {:<14} {:<16} {:>5} {:>10.6} {:>10.6}  {:<26} {}",

@@ -136,16 +136,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         ),
         series: kinds.iter().map(|k| k.series.clone()).collect(),
     };
-    let smallest_rate = kinds
-        .iter()
-        .map(|k| 1.0 / k.figures.negatives.min(k.figures.positives) as f64)
-        .fold(1.0, f64::min);
-    let mut roc_plot = plot.clone();
-    roc_plot.title = format!("ROC: {}", plot.title);
-    let mut det_plot = plot;
-    det_plot.title = format!("DET: {}", det_plot.title);
-    write(&files.roc, &roc_svg(&roc_plot))?;
-    write(&files.det, &det_svg(&det_plot, smallest_rate))?;
+    write_plots(&files, plot, &kinds)?;
 
     let simulated = if args.enrolment.wanted() {
         subject_level::simulate_all(&scored, &args.enrolment, args.folder.seed)?
@@ -240,6 +231,25 @@ fn run_pairs(args: &EvalArgs) -> anyhow::Result<()> {
         "seconds": started.elapsed().as_secs_f64(),
     });
     let files = write_report(&args.out, &report)?;
+    let points: Vec<_> = at.iter().map(|(p, ..)| p.clone()).collect();
+    let pairs = kind(
+        "pairs",
+        "paraphrase vs not",
+        "#1f77b4",
+        &scored.positive,
+        &scored.negative,
+        &points,
+    )?;
+    let plot = Plot {
+        title: format!("{} on {}", manifest.name, folder_name(&args.folder.dir)),
+        subtitle: format!(
+            "metric {metric} · {} paraphrase pairs · {} other pairs",
+            scored.positive.len(),
+            scored.negative.len()
+        ),
+        series: vec![pairs.series.clone()],
+    };
+    write_plots(&files, plot, &[pairs])?;
     if args.folder.json {
         client::print_json(&report);
         return Ok(());
@@ -402,6 +412,26 @@ fn run_lfw(args: &EvalArgs) -> anyhow::Result<()> {
         "seconds": started.elapsed().as_secs_f64(),
     });
     let files = write_report(&args.out, &report)?;
+    // A pair with a face not found counts as a non-match (its score is the lowest).
+    let points: Vec<_> = at.iter().map(|(p, ..)| p.clone()).collect();
+    let pairs = kind(
+        "pairs",
+        "same person vs not",
+        "#1f77b4",
+        &positive,
+        &negative,
+        &points,
+    )?;
+    let plot = Plot {
+        title: format!("{} on LFW {}", manifest.name, folder_name(pairs_file)),
+        subtitle: format!(
+            "metric {metric} · {} matched pairs · {} mismatched pairs",
+            positive.len(),
+            negative.len()
+        ),
+        series: vec![pairs.series.clone()],
+    };
+    write_plots(&files, plot, &[pairs])?;
     if args.folder.json {
         client::print_json(&report);
         return Ok(());
@@ -510,6 +540,21 @@ impl Files {
 }
 
 /// Creates the report folder and writes `report.json` into it, pretty-printed.
+/// roc.svg and det.svg of `plot` (whose series are the kinds'), the DET's axes down to
+/// the smallest rate the data can measure.
+fn write_plots(files: &Files, plot: Plot, kinds: &[Kind]) -> anyhow::Result<()> {
+    let smallest_rate = kinds
+        .iter()
+        .map(|k| 1.0 / k.figures.negatives.min(k.figures.positives).max(1) as f64)
+        .fold(1.0, f64::min);
+    let mut roc_plot = plot.clone();
+    roc_plot.title = format!("ROC: {}", plot.title);
+    let mut det_plot = plot;
+    det_plot.title = format!("DET: {}", det_plot.title);
+    write(&files.roc, &roc_svg(&roc_plot))?;
+    write(&files.det, &det_svg(&det_plot, smallest_rate))
+}
+
 fn write_report(out: &Path, report: &serde_json::Value) -> anyhow::Result<Files> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the report folder {}", out.display()))?;

@@ -33,7 +33,7 @@ async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
                 .to_ascii_lowercase()
         })
         .unwrap_or_else(|_| format!("status#{}", job.status));
-    let time = |t: Option<&twin_proto::Timestamp>| t.map(ToString::to_string).unwrap_or_default();
+    let time = |t: Option<&twin_proto::Timestamp>| t.map(twin_proto::rfc3339).unwrap_or_default();
     if args.client.json {
         client::print_json(&serde_json::json!({
             "job_id": job.job_id,

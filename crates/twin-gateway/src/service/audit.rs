@@ -62,7 +62,7 @@ pub fn record(state: &AppState, decision: Decision<'_>, audit: &pb::Audit) {
     });
 }
 
-fn millis(t: &prost_types::Timestamp) -> Result<u64, ApiError> {
+fn millis(t: &twin_proto::Timestamp) -> Result<u64, ApiError> {
     if t.seconds < 0 || t.nanos < 0 {
         return Err(ApiError::InvalidArgument(format!(
             "time {}s {}ns is before 1970",

@@ -313,6 +313,11 @@ impl Enrollment for EnrollmentService {
                     source: p.payload.source,
                     labels: labels_to_proto(&p.payload.labels),
                     enrolled_at: Some(timestamp_ms(p.payload.enrolled_at_ms)),
+                    thumbnail: if r.thumbnails {
+                        p.payload.thumbnail
+                    } else {
+                        Vec::new()
+                    },
                 })
                 .collect(),
         }))
