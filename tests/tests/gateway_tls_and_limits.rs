@@ -1,5 +1,6 @@
 //! The gateway's transport edges on the real `twin serve`: TLS end to end (server and
-//! client: tonic with the test CA, and the `twin` command with `--ca-cert`), and load
+//! client: tonic with the test CA, the `twin` command with `--ca-cert`, and REST from an
+//! HTTP/1.1-only client), and load
 //! shedding provoked for real (an in-flight limit of 1 held by an open stream).
 
 use std::time::Duration;
@@ -89,6 +90,45 @@ async fn tls_serves_clients_that_trust_its_ca_and_refuses_plain_text() {
         !untrusted.status.success(),
         "an unknown CA must not be trusted: {untrusted:?}"
     );
+
+    // REST on the same TLS port, from a client that speaks only HTTP/1.1 and says so
+    // in its ALPN (as Python's requests does): served, not refused in the handshake.
+    let answer = http1_over_tls(&url, "POST /v1/list-models", &fixture("ca.pem")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"models\""), "{answer}");
+}
+
+/// One HTTP/1.1 request (no body) over TLS with ALPN `http/1.1` only; the whole answer.
+async fn http1_over_tls(url: &str, request_line: &str, ca: &str) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = url.rsplit(':').next().expect("a port");
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).expect("ca.pem") {
+        roots.add(cert.expect("a certificate")).expect("a CA");
+    }
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("an HTTP/1.1-only TLS client is accepted");
+    let request = format!(
+        "{request_line} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

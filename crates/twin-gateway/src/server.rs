@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use twin_core::config::GatewayConfig;
 use twin_proto::v1::api_keys_server::ApiKeysServer;
 use twin_proto::v1::audit_trail_server::AuditTrailServer;
@@ -130,15 +130,12 @@ impl BoundGateway {
                 .await;
         }
 
-        let mut builder = Server::builder();
-        if !config.tls_cert.is_empty() {
-            let cert = std::fs::read(&config.tls_cert)
-                .map_err(|e| ServeError::Tls(format!("{}: {e}", config.tls_cert)))?;
-            let key = std::fs::read(&config.tls_key)
-                .map_err(|e| ServeError::Tls(format!("{}: {e}", config.tls_key)))?;
-            builder = builder
-                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
-        }
+        let tls = if config.tls_cert.is_empty() {
+            None
+        } else {
+            Some(tls_acceptor(&config.tls_cert, &config.tls_key)?)
+        };
+        let builder = Server::builder();
         // HTTP/1.1 too, for the REST edge and the console (gRPC stays on HTTP/2).
         let router = builder
             .accept_http1(true)
@@ -162,15 +159,26 @@ impl BoundGateway {
         tracing::info!(addr = %self.addr, tls = !config.tls_cert.is_empty(), "gateway serving");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let deadline = Duration::from_secs(config.shutdown_deadline_s);
-        // TCP_NODELAY on every connection: tonic sets it only on listeners it binds
-        // itself. Without it a response's last frames wait for the client's delayed ACK
-        // (Nagle), some 40 ms on every unary call.
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        let serving = router.serve_with_incoming_shutdown(incoming, async move {
+        let shutdown = async move {
             shutdown.await;
             tracing::info!("gateway shutting down: finishing in-flight requests");
             let _ = stop_tx.send(());
-        });
+        };
+        let serving: std::pin::Pin<
+            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+        > = match tls {
+            // TCP_NODELAY on every connection: tonic sets it only on listeners it
+            // binds itself. Without it a response's last frames wait for the client's
+            // delayed ACK (Nagle), some 40 ms on every unary call.
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                shutdown,
+            )),
+            Some(acceptor) => Box::pin(
+                router
+                    .serve_with_incoming_shutdown(tls_incoming(self.listener, acceptor), shutdown),
+            ),
+        };
         tokio::pin!(serving);
         tokio::select! {
             result = &mut serving => result?,
@@ -183,4 +191,71 @@ impl BoundGateway {
         }
         Ok(())
     }
+}
+
+/// TLS with both ALPN protocols, h2 (gRPC, and REST clients that speak it) and
+/// http/1.1 (REST clients that do not): tonic's own TLS offers h2 only, so an
+/// HTTP/1.1 client that says so would be refused in the handshake.
+fn tls_acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServeError::Tls(format!("{cert}: {e}")))?;
+    if certs.is_empty() {
+        return Err(ServeError::Tls(format!("{cert}: no PEM certificate in it")));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| ServeError::Tls(format!("{key}: {e}")))?;
+    // ring, whatever the process default is (twin's binaries install ring too).
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepted connections after their TLS handshake; a failed handshake is logged and
+/// dropped without holding up the others.
+fn tls_incoming(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> tokio_stream::wrappers::ReceiverStream<
+    Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            if tx.is_closed() {
+                break;
+            }
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
