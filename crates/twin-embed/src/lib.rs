@@ -323,9 +323,20 @@ impl Embedder {
     /// [`Embedder::prepare`] of many samples, spread over the helper threads; results in
     /// input order. Blocking: call it from a blocking task or thread.
     pub fn prepare_many(&self, inputs: &[Input]) -> Vec<Result<Prepared, PreprocessError>> {
+        self.map_on_helpers(inputs, |i| self.prepare(i))
+    }
+
+    /// `f` over `items` on the helper threads (the cores preprocessing runs on), results
+    /// in input order: for per-image work beside preprocessing (the worker's thumbnails).
+    /// Blocking: call it from a blocking task or thread.
+    pub fn map_on_helpers<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        f: impl Fn(&T) -> R + Sync + Send,
+    ) -> Vec<R> {
         self.inner
             .helpers
-            .install(|| inputs.par_iter().map(|i| self.prepare(i)).collect())
+            .install(|| items.par_iter().map(f).collect())
     }
 
     /// [`Embedder::preprocess`] of many images, spread over the helper threads; results
@@ -334,12 +345,7 @@ impl Embedder {
         &self,
         images: &[I],
     ) -> Vec<Result<Vec<f32>, PreprocessError>> {
-        self.inner.helpers.install(|| {
-            images
-                .par_iter()
-                .map(|i| self.preprocess(i.as_ref()))
-                .collect()
-        })
+        self.map_on_helpers(images, |i| self.preprocess(i.as_ref()))
     }
 
     /// What an answer says when the text in request field `which` is longer than the

@@ -286,19 +286,22 @@ async fn preprocess_all(
         // The bytes move into the inputs: past this point a job needs only its metadata.
         let inputs: Vec<Input> = jobs.iter_mut().map(|(job, _)| take_input(job)).collect();
         let results = model.prepare_many(&inputs);
-        // Thumbnails of the good images, for people looking at the references later.
-        let thumbnails: Vec<Vec<u8>> = inputs
+        // Thumbnails of the good images, for people looking at the references later;
+        // on the preprocessing cores, not this one thread.
+        let good: Vec<(&Input, bool)> = inputs
             .iter()
             .zip(&results)
-            .map(|(input, result)| match (input, result) {
-                (Input::Image(bytes), Ok(_)) => thumbnail_png(bytes, THUMBNAIL_MAX_SIDE)
-                    .unwrap_or_else(|error| {
-                        tracing::warn!(%error, "no thumbnail for an image that preprocessed");
-                        Vec::new()
-                    }),
-                _ => Vec::new(),
-            })
+            .map(|(input, result)| (input, result.is_ok()))
             .collect();
+        let thumbnails = model.map_on_helpers(&good, |(input, ok)| match input {
+            Input::Image(bytes) if *ok => {
+                thumbnail_png(bytes, THUMBNAIL_MAX_SIDE).unwrap_or_else(|error| {
+                    tracing::warn!(%error, "no thumbnail for an image that preprocessed");
+                    Vec::new()
+                })
+            }
+            _ => Vec::new(),
+        });
         (jobs, results, thumbnails)
     })
     .await;
