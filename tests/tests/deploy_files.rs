@@ -80,12 +80,20 @@ fn entrypoints_and_healthchecks_name_built_binaries_and_commands() {
             compose.contains(&format!("entrypoint: [\"{binary}\"]")),
             "{binary} entrypoint"
         );
+        // The service binaries live in twin-cli (src/bin/), so their crates stay libraries.
         assert!(
-            root.join("crates")
-                .join(binary)
-                .join("src/main.rs")
+            root.join("crates/twin-cli/src/bin")
+                .join(format!("{binary}.rs"))
                 .is_file(),
             "{binary} is not a workspace binary"
+        );
+    }
+    let cli = std::fs::read_to_string(root.join("crates/twin-cli/Cargo.toml")).expect("twin-cli");
+    for dockerfile in ["deploy/Dockerfile", "deploy/Dockerfile.cuda"] {
+        let text = std::fs::read_to_string(root.join(dockerfile)).expect("dockerfile");
+        assert!(
+            text.contains("-p twin-cli") && cli.contains("name = \"twin-gateway\""),
+            "{dockerfile} builds the package that holds the service binaries"
         );
     }
     assert!(

@@ -127,7 +127,7 @@ pub fn resolve_threshold(
                 .map(|p| format!("{} ({})", p.target_far, p.name))
                 .collect();
             CoreError::NoOperatingPoint {
-                metric,
+                metric: metric.to_string(),
                 target_far: target,
                 available: if available.is_empty() {
                     "none: pass an explicit threshold".to_owned()

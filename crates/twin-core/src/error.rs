@@ -1,8 +1,6 @@
 //! The domain's error type. Messages are lowercase, say what was wrong and, where it
 //! helps, what to do.
 
-use crate::metric::Metric;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
     #[error("unknown metric {0:?}: expected one of l2, squared_l2, l1, dot, cosine, rbf, learned")]
@@ -15,7 +13,8 @@ pub enum CoreError {
         "no operating point for metric {metric} at target FAR {target_far}; available: {available}"
     )]
     NoOperatingPoint {
-        metric: Metric,
+        /// The metric's name (`Metric`'s display form).
+        metric: String,
         target_far: f64,
         available: String,
     },

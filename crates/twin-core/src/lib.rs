@@ -1,6 +1,7 @@
 //! twin's domain: metrics, decisions, operating points, evaluation figures, deterministic
 //! point ids, validation of identifiers, and the domain error type. No network, no async runtime.
 
+pub mod clock;
 pub mod config;
 pub mod decision;
 pub mod error;
@@ -8,6 +9,7 @@ pub mod evaluation;
 pub mod face;
 pub mod ids;
 pub mod input;
+pub mod job;
 pub mod manifest;
 pub mod metric;
 pub mod npy;

@@ -17,7 +17,6 @@
 //! onnxruntime-Python to 1e-5.
 
 mod batcher;
-pub mod bench;
 pub mod error;
 pub mod face;
 mod helpers;

@@ -116,6 +116,29 @@ pub fn now() -> twin_proto::Timestamp {
     twin_proto::timestamp(std::time::SystemTime::now())
 }
 
+/// A job's status record as the API's `twin.v1.Job`.
+pub fn job_to_proto(record: &twin_queue::JobRecord) -> pb::Job {
+    use twin_queue::JobState;
+    let status = match record.state {
+        JobState::Queued => pb::JobStatus::Queued,
+        JobState::Done => pb::JobStatus::Done,
+        JobState::Failed => pb::JobStatus::Failed,
+    };
+    // 0 is "unknown" in the record, absent in the API.
+    let time = |ms: u64| (ms > 0).then(|| timestamp_ms(i64::try_from(ms).unwrap_or(i64::MAX)));
+    pb::Job {
+        job_id: record.job_id.clone(),
+        status: status as i32,
+        subject_id: record.subject_id.clone(),
+        model_id: record.model_id.clone(),
+        point_id: record.point_id.clone(),
+        error: record.error.clone(),
+        enqueued_at: time(record.enqueued_at_ms),
+        updated_at: time(record.updated_at_ms),
+        attempts: record.attempts,
+    }
+}
+
 /// The audit record of a decision.
 pub struct AuditInput<'a> {
     pub manifest: &'a twin_core::manifest::ModelManifest,

@@ -4,7 +4,6 @@
 //! binary and `twin serve` only wire it up.
 
 pub mod auth;
-pub mod bench;
 pub mod convert;
 pub mod layers;
 pub mod metrics;

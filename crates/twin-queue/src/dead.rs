@@ -4,10 +4,10 @@
 
 use std::fmt;
 
-use twin_proto::v1::EmbedJob;
+use twin_core::job::EmbedJob;
 
 use crate::error::DecodeError;
-use crate::status::JobRecord;
+use crate::status::record::JobRecord;
 
 /// Why a job is in the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]

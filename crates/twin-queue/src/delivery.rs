@@ -1,12 +1,31 @@
 //! A delivered job and the handle that settles it: ack once the point is stored, retry
-//! (put it back for another attempt), or dead-letter it with a reason. The same type
-//! for every backend, so the worker is written once.
+//! (put it back for another attempt), or dead-letter it with a reason. One type for
+//! every backend, so the worker is written once; each backend settles through its own
+//! [`Settle`], which this contract never names.
 
-use twin_proto::v1::EmbedJob;
+use std::fmt;
+
+use async_trait::async_trait;
+use twin_core::job::EmbedJob;
 
 use crate::error::{DecodeError, QueueError};
-use crate::inprocess::InProcessSettle;
-use crate::rabbit::RabbitSettle;
+
+/// How a backend settles one delivery. Each method consumes it: a delivery is settled
+/// once. Dropping it unsettled must put the job back (at once, or when its channel closes).
+#[async_trait]
+pub trait Settle: Send + fmt::Debug {
+    /// Done: the job's point is stored.
+    async fn ack(self: Box<Self>, job_id: &str) -> Result<(), QueueError>;
+    /// Back to the queue for another attempt (counts towards the delivery limit).
+    async fn retry(self: Box<Self>, job_id: &str) -> Result<(), QueueError>;
+    /// Into the dead letters with `reason`, after `attempt` deliveries.
+    async fn dead_letter(
+        self: Box<Self>,
+        job_id: &str,
+        attempt: u32,
+        reason: &str,
+    ) -> Result<(), QueueError>;
+}
 
 /// One delivery of a job. Settle it exactly once with [`Delivery::ack`],
 /// [`Delivery::retry`] or [`Delivery::dead_letter`] (or split it with
@@ -26,22 +45,17 @@ pub struct Delivery {
 pub struct DeliveryHandle {
     job_id: String,
     attempt: u32,
-    settle: Settle,
-}
-
-#[derive(Debug)]
-pub(crate) enum Settle {
-    // Boxed: it carries the message body and properties for dead-lettering.
-    Rabbit(Box<RabbitSettle>),
-    InProcess(InProcessSettle),
+    settle: Box<dyn Settle>,
 }
 
 impl Delivery {
-    pub(crate) fn new(
+    /// A delivery of `job` (or of a body that is not one), the `attempt`-th, settled by
+    /// `settle`. Backends call this.
+    pub fn new(
         job: Result<EmbedJob, DecodeError>,
         job_id: String,
         attempt: u32,
-        settle: Settle,
+        settle: Box<dyn Settle>,
     ) -> Self {
         Self {
             job,
@@ -104,38 +118,22 @@ impl DeliveryHandle {
     /// it came on is gone: drop it then, the broker redelivers the job (and storing it
     /// again is harmless, the point id is deterministic).
     pub async fn ack(self) -> Result<(), QueueError> {
-        match self.settle {
-            Settle::Rabbit(s) => s.ack(&self.job_id).await,
-            Settle::InProcess(s) => {
-                s.ack();
-                Ok(())
-            }
-        }
+        self.settle.ack(&self.job_id).await
     }
 
     /// Puts the job back for another attempt; it counts towards the delivery limit, so
     /// a job that keeps failing ends in the dead-letter queue. For transient failures
     /// (store unavailable) prefer retrying in the worker before giving it back.
     pub async fn retry(self) -> Result<(), QueueError> {
-        match self.settle {
-            Settle::Rabbit(s) => s.retry(&self.job_id).await,
-            Settle::InProcess(s) => {
-                s.retry();
-                Ok(())
-            }
-        }
+        self.settle.retry(&self.job_id).await
     }
 
     /// Gives the job up at once: it lands in the dead-letter queue with `reason` and
     /// the job's status becomes failed. On error the job was put back instead (it will
     /// be redelivered, or dead-lettered by the delivery limit).
     pub async fn dead_letter(self, reason: &str) -> Result<(), QueueError> {
-        match self.settle {
-            Settle::Rabbit(s) => s.dead_letter(&self.job_id, self.attempt, reason).await,
-            Settle::InProcess(s) => {
-                s.dead_letter(reason).await;
-                Ok(())
-            }
-        }
+        self.settle
+            .dead_letter(&self.job_id, self.attempt, reason)
+            .await
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use twin_core::config::QueueConfig;
-use twin_proto::v1::EmbedJob;
+use twin_core::job::EmbedJob;
 
 use crate::{Delivery, JobConsumer, JobQueue};
 
@@ -45,14 +45,14 @@ pub fn rabbit_config(test: &str) -> QueueConfig {
 /// A job for `image` (any bytes) under `model_id`, with a fresh job id, the image's
 /// sha256 and the enqueue time set.
 pub fn embed_job(subject: &str, image: Vec<u8>, model_id: &str) -> EmbedJob {
-    let now = crate::codec::now_ms();
+    let now = twin_core::clock::now_ms();
     EmbedJob {
         job_id: uuid::Uuid::new_v4().to_string(),
         subject_id: subject.to_owned(),
         image_sha256: twin_core::ids::sha256_hex(&image),
         image,
         model_id: model_id.to_owned(),
-        enqueued_at: crate::codec::ms_timestamp(now),
+        enqueued_at_ms: now,
         ..EmbedJob::default()
     }
 }

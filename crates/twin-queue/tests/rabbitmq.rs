@@ -384,8 +384,6 @@ async fn job_status_follows_queued_done_and_failed_through_the_broker() {
         );
         assert_eq!(settled[2].attempts, 2);
         assert_eq!(settled[2].subject_id, "doomed");
-        let proto = settled[1].to_proto();
-        assert_eq!(proto.status, twin_proto::v1::JobStatus::Failed as i32);
 
         consumer.close().await;
         feed.stop().await;

@@ -6,7 +6,6 @@
 //! ids are the deterministic UUIDs of `twin_core::ids::point_id`, and every write
 //! returns only once it is applied and durable.
 
-pub mod bench;
 mod contract;
 mod distance;
 pub mod embedded;

@@ -26,8 +26,7 @@ pub const DEFAULT_LOG_FILTER: &str =
 /// Logs go to stderr; `RUST_LOG` filters (default [`DEFAULT_LOG_FILTER`]). Safe to call
 /// twice (the second call is ignored), which tests that start several components need.
 pub fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let filter = tracing_subscriber::EnvFilter::new(log_filter(std::env::var("RUST_LOG").ok()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -36,6 +35,19 @@ pub fn init_tracing(json: bool) {
     } else {
         builder.try_init()
     };
+}
+
+/// The filter for `RUST_LOG` (`None`: unset): [`DEFAULT_LOG_FILTER`] when unset or empty;
+/// otherwise the user's directives, with the two qdrant-edge start-up warnings kept quiet
+/// unless the user's filter names qdrant_edge itself.
+fn log_filter(rust_log: Option<String>) -> String {
+    match rust_log.filter(|f| !f.trim().is_empty()) {
+        None => DEFAULT_LOG_FILTER.to_owned(),
+        Some(user) if user.contains("qdrant_edge") => user,
+        Some(user) => {
+            format!("{user},qdrant_edge::common::flags=error,qdrant_edge::common::mmap::ops=error")
+        }
+    }
 }
 
 /// Whether the process is ready to serve; `/healthz` answers 200 when it is, 503 when not.
@@ -177,4 +189,22 @@ pub async fn shutdown_signal() {
 /// start; a second call changes nothing.
 pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn qdrant_edge_start_up_warnings_stay_quiet_under_a_user_filter() {
+        assert_eq!(log_filter(None), super::DEFAULT_LOG_FILTER);
+        assert_eq!(log_filter(Some(" ".into())), super::DEFAULT_LOG_FILTER);
+        let user = log_filter(Some("debug".into()));
+        assert!(user.starts_with("debug,"), "{user}");
+        assert!(user.contains("qdrant_edge::common::flags=error"), "{user}");
+        assert_eq!(
+            log_filter(Some("qdrant_edge=debug".into())),
+            "qdrant_edge=debug"
+        );
+    }
 }

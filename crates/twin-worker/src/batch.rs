@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use twin_core::clock::now_ms;
 use twin_core::ids::sha256_hex;
 use twin_core::input::Input;
+use twin_core::job::EmbedJob;
 use twin_core::subject::{validate_subject_id, validate_tenant};
 use twin_core::thumbnail::{thumbnail_png, THUMBNAIL_MAX_SIDE};
 use twin_embed::{Embedder, Prepared};
-use twin_proto::v1::EmbedJob;
 use twin_queue::{DeliveryHandle, JobRecord};
 use twin_store::{CollectionSpec, Point, PointPayload, StoreError};
 
@@ -96,11 +97,11 @@ impl Worker {
 
             // 4. Store, waiting until applied; 5. then acknowledge.
             let spec = CollectionSpec::for_model(model.manifest());
-            let now_ms = now_ms();
+            let enrolled_at_ms = i64::try_from(now_ms()).unwrap_or(i64::MAX);
             let points: Vec<Point> = pending
                 .iter()
                 .zip(vectors)
-                .map(|(p, vector)| Point::new(vector, payload(p, now_ms)))
+                .map(|(p, vector)| Point::new(vector, payload(p, enrolled_at_ms)))
                 .collect();
             self.store_and_ack(&spec, pending, points, summary).await;
         }
@@ -123,13 +124,13 @@ impl Worker {
         })?;
         validate_subject_id(&job.subject_id).map_err(|e| ("bad_job", e.to_string()))?;
         validate_tenant(&job.tenant).map_err(|e| ("bad_job", e.to_string()))?;
-        if !job.image.is_empty() && !job.text.is_empty() {
+        if job.has_two_samples() {
             return Err((
                 "bad_job",
                 "the job carries both an image and a text; a job is one sample".to_owned(),
             ));
         }
-        let actual = sha256_hex(sample_bytes(&job));
+        let actual = sha256_hex(job.sample_bytes());
         if actual != job.image_sha256 {
             return Err((
                 "bad_job",
@@ -251,14 +252,13 @@ impl Worker {
                 Ok(()) => {
                     summary.stored += 1;
                     self.metrics.embedded.inc();
-                    let enqueued = p
-                        .job
-                        .enqueued_at
-                        .as_ref()
-                        .map_or(now, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+                    let enqueued = match p.job.enqueued_at_ms {
+                        0 => now,
+                        ms => ms,
+                    };
                     self.metrics
                         .lag_seconds
-                        .observe((now - enqueued).max(0) as f64 / 1000.0);
+                        .observe(now.saturating_sub(enqueued) as f64 / 1000.0);
                     done.push(JobRecord::done(&p.job, attempts));
                 }
                 // Stored but not acknowledged: the job comes back and is stored again
@@ -284,7 +284,7 @@ async fn preprocess_all(
     let done = tokio::task::spawn_blocking(move || {
         let mut jobs = jobs;
         // The bytes move into the inputs: past this point a job needs only its metadata.
-        let inputs: Vec<Input> = jobs.iter_mut().map(|(job, _)| take_input(job)).collect();
+        let inputs: Vec<Input> = jobs.iter_mut().map(|(job, _)| job.take_input()).collect();
         let results = model.prepare_many(&inputs);
         // Thumbnails of the good images, for people looking at the references later;
         // on the preprocessing cores, not this one thread.
@@ -330,44 +330,16 @@ async fn preprocess_all(
     (pending, bad)
 }
 
-/// The bytes the job's hash covers: its text's when it carries one, else its image's.
-fn sample_bytes(job: &EmbedJob) -> &[u8] {
-    if job.text.is_empty() {
-        &job.image
-    } else {
-        job.text.as_bytes()
-    }
-}
-
-/// Moves the job's sample out of it (checked in [`Worker::check`]: at most one is set).
-fn take_input(job: &mut EmbedJob) -> Input {
-    if job.text.is_empty() {
-        Input::Image(std::mem::take(&mut job.image))
-    } else {
-        Input::Text(std::mem::take(&mut job.text))
-    }
-}
-
-fn payload(pending: &Pending, now_ms: i64) -> PointPayload {
+fn payload(pending: &Pending, enrolled_at_ms: i64) -> PointPayload {
     let job = &pending.job;
     PointPayload {
         thumbnail: pending.thumbnail.clone(),
         tenant: job.tenant.clone(),
         subject_id: job.subject_id.clone(),
         image_sha256: job.image_sha256.clone(),
-        labels: job
-            .labels
-            .iter()
-            .map(|l| (l.key.clone(), l.value.clone()))
-            .collect(),
+        labels: job.labels.clone(),
         source: job.source.clone(),
-        enrolled_at_ms: now_ms,
+        enrolled_at_ms,
         model_id: job.model_id.clone(),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

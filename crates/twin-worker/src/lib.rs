@@ -8,7 +8,6 @@
 //! held, so an outage does not burn their delivery budget.
 
 mod batch;
-pub mod bench;
 pub mod metrics;
 
 use std::future::Future;
@@ -86,26 +85,20 @@ impl Worker {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<WorkerSummary, WorkerError> {
-        for model in self.models.all() {
-            let spec = CollectionSpec::for_model(model.manifest());
-            // A store that is down at start is waited for, like one that goes down later.
-            let mut delay = Duration::from_millis(200);
-            loop {
-                match self.store.ensure_collection(&spec).await {
-                    Ok(_) => break,
-                    Err(error) if error.is_transient() => {
-                        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "store unavailable at start; waiting for it");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
-                    Err(source) => {
-                        return Err(WorkerError::Collection {
-                            model: model.manifest().name.clone(),
-                            source,
-                        })
-                    }
-                }
+        tokio::pin!(shutdown);
+        // A store that is down at start is waited for, like one that goes down later;
+        // a shutdown meanwhile ends the wait (nothing was consumed yet).
+        let ready = tokio::select! {
+            biased;
+            () = &mut shutdown => None,
+            ready = self.ensure_collections() => Some(ready),
+        };
+        match ready {
+            None => {
+                tracing::info!("shutdown before the store was reachable; worker stopping");
+                return Ok(WorkerSummary::default());
             }
+            Some(ready) => ready?,
         }
         let mut consumer = self.queue.consumer(self.prefetch());
         let mut summary = WorkerSummary::default();
@@ -117,7 +110,6 @@ impl Worker {
             queue = self.queue.backend(),
             "worker consuming"
         );
-        tokio::pin!(shutdown);
         let stop_deadline = loop {
             let gathered = tokio::select! {
                 biased;
@@ -157,6 +149,31 @@ impl Worker {
             "worker stopped"
         );
         Ok(summary)
+    }
+
+    /// Creates every served model's collection, waiting out a store that is unavailable.
+    async fn ensure_collections(&self) -> Result<(), WorkerError> {
+        for model in self.models.all() {
+            let spec = CollectionSpec::for_model(model.manifest());
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match self.store.ensure_collection(&spec).await {
+                    Ok(_) => break,
+                    Err(error) if error.is_transient() => {
+                        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "store unavailable at start; waiting for it");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    Err(source) => {
+                        return Err(WorkerError::Collection {
+                            model: model.manifest().name.clone(),
+                            source,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn shutdown_deadline(&self) -> Duration {

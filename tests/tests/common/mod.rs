@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use fake_qdrant_server::FakeQdrant;
 use twin_core::config::{QueueConfig, StoreConfig};
 use twin_core::ids::sha256_hex;
+use twin_core::job::EmbedJob;
 use twin_core::manifest::ModelManifest;
-use twin_proto::v1::EmbedJob;
 use twin_queue::JobQueue;
 use twin_store::{CollectionSpec, PointFilter, RemoteStore, VectorStore};
 use twin_tests::{bin, dev_model, genuine, TwinProcess};
@@ -96,13 +96,9 @@ impl Cluster {
             subject_id: subject.to_owned(),
             image_sha256: sha256_hex(&image),
             image,
-            labels: vec![],
             model_id: self.manifest.id.clone(),
-            enqueued_at: Some(prost_types_now()),
-            traceparent: String::new(),
-            source: String::new(),
-            text: String::new(),
-            tenant: String::new(),
+            enqueued_at_ms: twin_core::clock::now_ms(),
+            ..EmbedJob::default()
         }
     }
 
@@ -159,8 +155,4 @@ impl Cluster {
             qdrant.stop().await;
         }
     }
-}
-
-fn prost_types_now() -> twin_proto::Timestamp {
-    twin_proto::timestamp(std::time::SystemTime::now())
 }

@@ -155,17 +155,17 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
         (InputKind::Text, _) => text_pairs(args.pairs, args.texts.as_deref())?,
     };
     let target = match args.addr {
-        Some(addr) => twin_gateway::bench::VerifyTarget::Remote(addr),
-        None => twin_gateway::bench::VerifyTarget::Embedded,
+        Some(addr) => twin_bench::verify::VerifyTarget::Remote(addr),
+        None => twin_bench::verify::VerifyTarget::Embedded,
     };
-    let options = twin_gateway::bench::VerifyBenchOptions {
+    let options = twin_bench::verify::VerifyBenchOptions {
         concurrency: args.concurrency,
         seconds: args.seconds,
         rounds: args.rounds,
         api_key: args.api_key,
         subject_references: args.subject_references,
     };
-    let report = twin_gateway::bench::run_verify_bench(&config, &target, &pairs, &options)
+    let report = twin_bench::verify::run_verify_bench(&config, &target, &pairs, &options)
         .context("verify benchmark failed")?;
     print!("{}", report.table());
     let mut line: serde_json::Value =
@@ -402,12 +402,12 @@ fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
     let config = twin_core::config::TwinConfig::from_env(args.config.as_deref())?;
     let embedder = twin_embed::Embedder::load(&args.model, &config.embed)
         .with_context(|| format!("cannot load the model in {}", args.model.display()))?;
-    let options = twin_embed::bench::BenchOptions {
+    let options = twin_bench::embed::BenchOptions {
         sizes: args.sizes,
         seconds: args.seconds,
         rounds: args.rounds,
     };
-    let report = twin_embed::bench::run_embed_bench(&embedder, &options)
+    let report = twin_bench::embed::run_embed_bench(&embedder, &options)
         .context("embed benchmark failed")?;
     print!("{}", report.table());
     println!("{}", report.json_line());
@@ -415,7 +415,7 @@ fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
 }
 
 fn run_store(args: StoreArgs) -> anyhow::Result<()> {
-    let options = twin_store::bench::StoreBenchOptions {
+    let options = twin_bench::store::StoreBenchOptions {
         sizes: args.sizes,
         dim: args.dim,
         metric: args.metric,
@@ -428,7 +428,7 @@ fn run_store(args: StoreArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime
-        .block_on(twin_store::bench::run_store_bench(&options))
+        .block_on(twin_bench::store::run_store_bench(&options))
         .context("store benchmark failed")?;
     print!("{}", report.table());
     println!("{}", report.json_line());
@@ -454,7 +454,7 @@ fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         .collect();
     let mut queue = config.queue.clone();
     queue.backend = "rabbitmq".to_owned();
-    let options = twin_worker::bench::IngestOptions {
+    let options = twin_bench::ingest::IngestOptions {
         jobs: args.jobs,
         workers: args.workers,
         queue,
@@ -462,7 +462,7 @@ fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime
-        .block_on(twin_worker::bench::run_ingest_bench(
+        .block_on(twin_bench::ingest::run_ingest_bench(
             models, images, options,
         ))
         .context("ingest benchmark failed")?;

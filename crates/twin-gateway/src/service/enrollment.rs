@@ -1,12 +1,15 @@
 //! `twin.v1.Enrollment`: validates images, queues embedding jobs (accepted only once
 //! the broker confirmed them), tracks jobs, and manages subjects.
 
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
-use twin_core::ids::{new_job_id, point_id};
+use twin_core::clock::now_ms;
+use twin_core::ids::new_job_id;
 use twin_core::input::Input;
+use twin_core::job::EmbedJob;
 use twin_core::subject::validate_subject_id;
 use twin_embed::Embedder;
 use twin_proto::v1 as pb;
@@ -14,7 +17,7 @@ use twin_proto::v1::enrollment_server::Enrollment;
 use twin_queue::{JobRecord, JobState};
 use uuid::Uuid;
 
-use crate::convert::{labels_from_proto, labels_to_proto, now, timestamp_ms};
+use crate::convert::{job_to_proto, labels_from_proto, labels_to_proto, timestamp_ms};
 use crate::state::{caller, input_of, AppState};
 use crate::status::ApiError;
 
@@ -30,9 +33,12 @@ pub struct EnrollmentService {
     pub state: AppState,
 }
 
+/// A stream item after its checks: the job and its collection's name, or why not.
+type Checked = Result<(ValidJob, String), ApiError>;
+
 /// A job ready to publish, with the point it will produce.
 struct ValidJob {
-    job: pb::EmbedJob,
+    job: EmbedJob,
     point_id: Uuid,
     /// Said in the answer: the text is cut at the model's `max_tokens`.
     warning: Option<String>,
@@ -55,7 +61,7 @@ async fn validate(
             twin_store::MAX_LABELS
         )));
     }
-    labels_from_proto(&labels)?;
+    let labels = labels_from_proto(&labels)?;
     let image = image.ok_or_else(|| ApiError::InvalidArgument("image is required".into()))?;
     if image.source.len() > 256 {
         return Err(ApiError::InvalidArgument(format!(
@@ -77,35 +83,34 @@ async fn validate(
         which: "image".into(),
         source,
     })?;
-    let sha = input.sha256();
-    let model_id = model.manifest().id.clone();
-    let point_id = point_id(&model_id, tenant, &subject_id, &sha);
+    let image_sha256 = input.sha256();
     let (image, text) = match input {
         Input::Image(bytes) => (bytes, String::new()),
         Input::Text(text) => (Vec::new(), text),
     };
+    let job = EmbedJob {
+        job_id: new_job_id().to_string(),
+        tenant: tenant.to_owned(),
+        subject_id,
+        model_id: model.manifest().id.clone(),
+        image,
+        text,
+        image_sha256,
+        labels,
+        source,
+        enqueued_at_ms: now_ms(),
+        traceparent: String::new(),
+    };
     Ok(ValidJob {
-        job: pb::EmbedJob {
-            job_id: new_job_id().to_string(),
-            subject_id,
-            image,
-            image_sha256: sha,
-            labels,
-            model_id,
-            enqueued_at: Some(now()),
-            traceparent: String::new(),
-            source,
-            text,
-            tenant: tenant.to_owned(),
-        },
-        point_id,
+        point_id: job.point_id(),
+        job,
         warning,
     })
 }
 
 impl EnrollmentService {
     /// The job's record: from the job store when it has one, else as just queued.
-    fn record(&self, job: &pb::EmbedJob) -> JobRecord {
+    fn record(&self, job: &EmbedJob) -> JobRecord {
         self.state
             .queue
             .status_store()
@@ -116,7 +121,7 @@ impl EnrollmentService {
     /// Waits until the job's point is stored or the job failed, until `deadline`.
     async fn wait_for(
         &self,
-        job: &pb::EmbedJob,
+        job: &EmbedJob,
         point: Uuid,
         collection: &str,
         deadline: Instant,
@@ -194,7 +199,7 @@ impl Enrollment for EnrollmentService {
             self.record(&valid.job)
         };
         Ok(Response::new(pb::EnrollResponse {
-            job: Some(record.to_proto()),
+            job: Some(job_to_proto(&record)),
             warnings: valid.warning.into_iter().collect(),
         }))
     }
@@ -255,7 +260,7 @@ impl Enrollment for EnrollmentService {
             .get(&job_id)
             .filter(|record| record.tenant == tenant)
             .ok_or_else(|| ApiError::NotFound(format!("job {job_id:?} is not known")))?;
-        Ok(Response::new(record.to_proto()))
+        Ok(Response::new(job_to_proto(&record)))
     }
 
     async fn delete_subject(
@@ -353,39 +358,31 @@ impl EnrollmentService {
             (result, valid)
         });
         let checked = futures::future::join_all(checks).await;
+        let stored = self.already_stored(&checked).await;
 
         let mut results = Vec::with_capacity(checked.len());
-        let mut to_publish = Vec::new();
+        let mut positions = Vec::new();
+        let mut jobs = Vec::new();
         for (mut result, valid) in checked {
             match valid {
                 Err(error) => result.reason = error.to_string(),
-                Ok((valid, collection)) => {
+                Ok((valid, _)) => {
                     result.point_id = valid.point_id.to_string();
                     result.warnings = valid.warning.into_iter().collect();
-                    match self
-                        .state
-                        .store
-                        .get(&collection, &[valid.point_id], false)
-                        .await
-                    {
-                        Ok(found) if !found.is_empty() => {
-                            result.already_stored = true;
-                            result.reason = "already stored: nothing to do".into();
-                        }
-                        // A store that cannot answer does not block enrolment: the
-                        // upsert is idempotent, so queueing again is harmless.
-                        Ok(_) | Err(_) => {
-                            result.job_id = valid.job.job_id.clone();
-                            to_publish.push((results.len(), valid.job));
-                        }
+                    if stored.contains(&valid.point_id) {
+                        result.already_stored = true;
+                        result.reason = "already stored: nothing to do".into();
+                    } else {
+                        result.job_id = valid.job.job_id.clone();
+                        positions.push(results.len());
+                        jobs.push(valid.job);
                     }
                 }
             }
             results.push(result);
         }
-        let jobs: Vec<pb::EmbedJob> = to_publish.iter().map(|(_, job)| job.clone()).collect();
         let published = self.state.queue.publish_many(&jobs).await;
-        for ((position, _), outcome) in to_publish.iter().zip(published) {
+        for (position, outcome) in positions.iter().zip(published) {
             let result = &mut results[*position];
             match outcome {
                 Ok(()) => result.accepted = true,
@@ -396,6 +393,31 @@ impl EnrollmentService {
             }
         }
         results
+    }
+
+    /// The points of a chunk's valid items that are stored already: one store call per
+    /// collection. A store that cannot answer does not block enrolment (the upsert is
+    /// idempotent, so queueing again is harmless): then none count as stored.
+    async fn already_stored(&self, checked: &[(pb::ItemResult, Checked)]) -> HashSet<Uuid> {
+        let mut by_collection: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
+        for (_, valid) in checked {
+            if let Ok((valid, collection)) = valid {
+                by_collection
+                    .entry(collection.as_str())
+                    .or_default()
+                    .push(valid.point_id);
+            }
+        }
+        let mut stored = HashSet::new();
+        for (collection, ids) in by_collection {
+            match self.state.store.get(collection, &ids, false).await {
+                Ok(found) => stored.extend(found.into_iter().map(|point| point.id)),
+                Err(error) => {
+                    tracing::warn!(collection, error = %error, "store lookup failed; queueing the chunk anyway")
+                }
+            }
+        }
+        stored
     }
 }
 

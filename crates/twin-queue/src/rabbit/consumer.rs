@@ -4,16 +4,18 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tokio::time::Instant;
 
-use super::topology::{attempt_from_headers, short};
-use super::{RabbitInner, RabbitSettle, Session};
+use super::connection::{RabbitInner, Session};
+use super::settle::RabbitSettle;
+use super::topology::{attempt_from_headers, read_job, short};
+use crate::backend::ConsumerBackend;
 use crate::backoff::Backoff;
-use crate::codec::decode_job;
-use crate::delivery::{Delivery, Settle};
+use crate::delivery::Delivery;
 use crate::error::QueueError;
 
 struct Live {
@@ -196,52 +198,40 @@ impl RabbitConsumer {
             raw: RawConsumer::new(queue, source, "worker", prefetch),
         }
     }
+}
 
-    pub(crate) async fn next(&mut self) -> Option<Result<Delivery, QueueError>> {
+#[async_trait]
+impl ConsumerBackend for RabbitConsumer {
+    async fn next(&mut self) -> Option<Result<Delivery, QueueError>> {
         let delivery = match self.raw.next().await? {
             Ok(delivery) => delivery,
             Err(e) => return Some(Err(e)),
         };
         let headers = delivery.properties.headers().as_ref();
         let attempt = attempt_from_headers(headers);
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.as_str().to_owned())
-            .unwrap_or_default();
-        let job = decode_job(&delivery.data, &message_id);
-        let job_id = match (&job, message_id.is_empty()) {
-            (Ok(job), true) => job.job_id.clone(),
-            _ => message_id,
-        };
+        let (job, job_id) = read_job(&delivery);
         let settle = RabbitSettle {
             queue: self.raw.queue.clone(),
             acker: delivery.acker,
             body: delivery.data,
             properties: delivery.properties,
         };
-        Some(Ok(Delivery::new(
-            job,
-            job_id,
-            attempt,
-            Settle::Rabbit(Box::new(settle)),
-        )))
+        Some(Ok(Delivery::new(job, job_id, attempt, Box::new(settle))))
     }
 
-    pub(crate) async fn cancel(&mut self) {
+    async fn cancel(&mut self) {
         self.raw.cancel().await;
     }
 
-    pub(crate) async fn close(&mut self) {
+    async fn close(&mut self) {
         self.raw.close().await;
     }
 
-    pub(crate) fn recoveries(&self) -> u64 {
+    fn recoveries(&self) -> u64 {
         self.raw.recoveries()
     }
 
-    pub(crate) fn is_connected(&self) -> bool {
+    fn is_connected(&self) -> bool {
         self.raw.is_connected()
     }
 }

@@ -12,49 +12,19 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use lapin::options::BasicNackOptions;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use super::connection::RabbitInner;
 use super::consumer::RawConsumer;
-use super::{parse_dead_letter, RabbitInner};
+use super::dead_letter::parse_dead_letter;
 use crate::codec::RECORD_MESSAGE_TYPE;
-use crate::jobstore::JobStore;
-use crate::status::JobRecord;
+use crate::status::{JobRecord, JobStore, StatusFeed};
 
 /// Events applied at once (prefetch of the feed's consumer).
 const IN_FLIGHT: u16 = 256;
 
-/// The running status feed of a RabbitMQ queue; stops when dropped or on `stop`.
-#[derive(Debug)]
-pub struct StatusFeedTask {
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl StatusFeedTask {
-    /// Stops consuming and waits for events in progress to be stored and acknowledged.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for StatusFeedTask {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-pub(crate) fn spawn(queue: Arc<RabbitInner>, store: JobStore) -> StatusFeedTask {
-    let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(run(queue, store, stopped));
-    StatusFeedTask {
-        stop,
-        task: Some(task),
-    }
+/// Starts the feed; stopping it lets the events in progress be stored and acknowledged.
+pub(crate) fn spawn(queue: Arc<RabbitInner>, store: JobStore) -> StatusFeed {
+    StatusFeed::spawn(move |stopped| run(queue, store, stopped))
 }
 
 async fn run(queue: Arc<RabbitInner>, store: JobStore, mut stopped: watch::Receiver<bool>) {

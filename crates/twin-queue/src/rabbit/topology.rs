@@ -76,7 +76,7 @@ impl QueueNames {
 /// An AMQP short string from a name checked by [`QueueNames::new`].
 pub(crate) fn short(name: &str) -> ShortString {
     ShortString::try_new(name)
-        .unwrap_or_else(|_| ShortString::from(crate::codec::truncate(name, MAX_NAME)))
+        .unwrap_or_else(|_| ShortString::from(crate::reason::truncate(name, MAX_NAME)))
 }
 
 fn text(value: &str) -> AMQPValue {
@@ -217,6 +217,28 @@ pub(crate) fn as_u64(value: &AMQPValue) -> Option<u64> {
         AMQPValue::Timestamp(v) => Some(*v),
         _ => None,
     }
+}
+
+/// A delivered message's job, and its job id: the message id, or the decoded job's
+/// when the message has none.
+pub(crate) fn read_job(
+    delivery: &lapin::message::Delivery,
+) -> (
+    Result<twin_core::job::EmbedJob, crate::error::DecodeError>,
+    String,
+) {
+    let message_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.as_str().to_owned())
+        .unwrap_or_default();
+    let job = crate::codec::decode_job(&delivery.data, &message_id);
+    let job_id = match (&job, message_id.is_empty()) {
+        (Ok(job), true) => job.job_id.clone(),
+        _ => message_id,
+    };
+    (job, job_id)
 }
 
 /// A text header (long or short string).

@@ -5,7 +5,7 @@
 //! keeps the reason.
 //!
 //! Durable when `queue.inprocess_dir` is set (`twin serve` sets it under its data
-//! directory): every accepted job is in the journal ([`crate::journal`], redb, fsync before
+//! directory): every accepted job is in the journal ([`journal`], redb, fsync before
 //! the publish returns) until it is settled, and the jobs found there at start are
 //! delivered again, with their attempt counts. Without a directory it keeps jobs in memory
 //! only, and the job-status store says what that costs: when it is attached at start, the
@@ -16,17 +16,22 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use twin_core::clock::now_ms;
 use twin_core::config::QueueConfig;
+use twin_core::job::EmbedJob;
 
-use crate::codec::{self, decode_job, now_ms};
+use crate::backend::{ConsumerBackend, QueueBackend, QueueDepth};
+use crate::codec::{self, decode_job};
 use crate::dead::{DeadLetter, DeadReason};
 use crate::delivery::{Delivery, Settle};
 use crate::error::QueueError;
-use crate::jobstore::JobStore;
-use crate::journal::Journal;
-use crate::status::JobRecord;
-use crate::QueueDepth;
+use crate::reason::{truncate, MAX_REASON_BYTES};
+use crate::status::{JobRecord, JobStore, StatusFeed};
+use journal::Journal;
+
+mod journal;
 
 /// Dead letters kept in memory; older ones are dropped (their status stays failed).
 const DEAD_CAPACITY: usize = 10_000;
@@ -141,13 +146,9 @@ impl InProcessQueue {
         self.inner.journal.is_some()
     }
 
-    pub(crate) fn max_message_bytes(&self) -> usize {
-        self.inner.max_message_bytes
-    }
-
     /// Adds a body; waits up to `queue.confirm_timeout_ms` for room, then `Full`. With a
     /// journal, returns once the job is on disk.
-    pub(crate) async fn publish_body(&self, job_id: &str, body: Vec<u8>) -> Result<(), QueueError> {
+    async fn publish_body(&self, job_id: &str, body: Vec<u8>) -> Result<(), QueueError> {
         codec::check_size(job_id, body.len(), self.inner.max_message_bytes)?;
         let deadline = tokio::time::Instant::now() + self.inner.publish_timeout;
         // Hold room first, so that a job on disk always has its place in the queue.
@@ -194,17 +195,9 @@ impl InProcessQueue {
         Ok(())
     }
 
-    /// Records `records` in the attached job store (nothing to do without one).
-    pub(crate) async fn report(&self, records: Vec<JobRecord>) -> Result<(), QueueError> {
-        match self.inner.jobs.get() {
-            Some(store) => store.record(records).await,
-            None => Ok(()),
-        }
-    }
-
     /// Attaches the job store, before anything is published: every job it still lists
     /// as queued was lost with the previous process, and is marked failed.
-    pub(crate) async fn attach(&self, store: JobStore) -> Result<(), QueueError> {
+    async fn attach(&self, store: JobStore) -> Result<(), QueueError> {
         if self.inner.lock().accepted > 0 {
             return Err(QueueError::Config(
                 "attach the job store to the in-process queue before publishing".into(),
@@ -231,12 +224,8 @@ impl InProcessQueue {
         Ok(())
     }
 
-    pub(crate) fn store(&self) -> Option<&JobStore> {
-        self.inner.jobs.get()
-    }
-
     /// A consumer holding at most `prefetch` unsettled deliveries (0 = unlimited).
-    pub(crate) fn consumer(&self, prefetch: u16) -> InProcessConsumer {
+    fn new_consumer(&self, prefetch: u16) -> InProcessConsumer {
         self.inner.lock().consumers += 1;
         let permits = if prefetch == 0 {
             Semaphore::MAX_PERMITS
@@ -250,21 +239,8 @@ impl InProcessQueue {
         }
     }
 
-    pub(crate) fn dead_letters(&self, max: usize) -> Vec<DeadLetter> {
-        self.inner.lock().dead.iter().take(max).cloned().collect()
-    }
-
-    pub(crate) fn depth(&self) -> QueueDepth {
-        let state = self.inner.lock();
-        QueueDepth {
-            ready: state.ready.len() as u64,
-            dead: state.dead.len() as u64,
-            consumers: state.consumers,
-        }
-    }
-
     /// Drops every waiting job and dead letter.
-    pub(crate) fn clear(&self) {
+    fn clear(&self) {
         let mut state = self.inner.lock();
         if let Some(journal) = &self.inner.journal {
             for message in &state.ready {
@@ -278,10 +254,93 @@ impl InProcessQueue {
     }
 
     /// Refuses further publishes and ends every consumer.
-    pub(crate) fn close(&self) {
+    fn close_now(&self) {
         self.inner.lock().closed = true;
         self.inner.ready_signal.notify_waiters();
         self.inner.space_signal.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl QueueBackend for InProcessQueue {
+    fn name(&self) -> &'static str {
+        "inprocess"
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        self.inner.max_message_bytes
+    }
+
+    async fn ensure_ready(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn publish_many(&self, jobs: &[EmbedJob]) -> Vec<Result<(), QueueError>> {
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut queued = Vec::new();
+        for job in jobs {
+            let result = match codec::encode_job(job, self.inner.max_message_bytes) {
+                Ok(body) => self.publish_body(&job.job_id, body).await,
+                Err(e) => Err(e),
+            };
+            if result.is_ok() {
+                queued.push(JobRecord::queued(job));
+            }
+            results.push(result);
+        }
+        if let Some(store) = self.inner.jobs.get() {
+            if let Err(e) = store.record(queued).await {
+                tracing::warn!(error = %e, "queued jobs not recorded in the job store");
+            }
+        }
+        results
+    }
+
+    async fn publish_raw(&self, job_id: &str, body: Vec<u8>) -> Result<(), QueueError> {
+        self.publish_body(job_id, body).await
+    }
+
+    fn consumer(&self, prefetch: u16) -> Box<dyn ConsumerBackend> {
+        Box::new(self.new_consumer(prefetch))
+    }
+
+    /// Records `records` in the attached job store (nothing to do without one).
+    async fn report(&self, records: Vec<JobRecord>) -> Result<(), QueueError> {
+        match self.inner.jobs.get() {
+            Some(store) => store.record(records).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn attach_status_store(&self, store: JobStore) -> Result<StatusFeed, QueueError> {
+        self.attach(store).await?;
+        Ok(StatusFeed::direct())
+    }
+
+    fn status_store(&self) -> Option<&JobStore> {
+        self.inner.jobs.get()
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        Ok(self.inner.lock().dead.iter().take(max).cloned().collect())
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let state = self.inner.lock();
+        Ok(QueueDepth {
+            ready: state.ready.len() as u64,
+            dead: state.dead.len() as u64,
+            consumers: state.consumers,
+        })
+    }
+
+    async fn delete(&self) -> Result<(), QueueError> {
+        self.clear();
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.close_now();
     }
 }
 
@@ -311,7 +370,7 @@ impl Inner {
                 }
             }
             Outcome::Dead(reason) => Some(DeadReason::Rejected(
-                codec::truncate(&reason, codec::MAX_REASON_BYTES).to_owned(),
+                truncate(&reason, MAX_REASON_BYTES).to_owned(),
             )),
         };
         // Settled for good: acknowledged, or dead (its failed status goes to the job store).
@@ -341,7 +400,7 @@ impl Inner {
 }
 
 /// Consumer side of the in-process queue.
-pub(crate) struct InProcessConsumer {
+struct InProcessConsumer {
     inner: Arc<Inner>,
     permits: Arc<Semaphore>,
     cancelled: bool,
@@ -355,9 +414,10 @@ impl std::fmt::Debug for InProcessConsumer {
     }
 }
 
-impl InProcessConsumer {
+#[async_trait]
+impl ConsumerBackend for InProcessConsumer {
     /// The next delivery; `None` once cancelled or the queue closed. Cancel-safe.
-    pub(crate) async fn next(&mut self) -> Option<Result<Delivery, QueueError>> {
+    async fn next(&mut self) -> Option<Result<Delivery, QueueError>> {
         if self.cancelled {
             return None;
         }
@@ -385,12 +445,7 @@ impl InProcessConsumer {
                         message: Some(message),
                         _permit: permit,
                     };
-                    return Some(Ok(Delivery::new(
-                        job,
-                        job_id,
-                        attempt,
-                        Settle::InProcess(settle),
-                    )));
+                    return Some(Ok(Delivery::new(job, job_id, attempt, Box::new(settle))));
                 }
             }
             ready.await;
@@ -398,7 +453,11 @@ impl InProcessConsumer {
     }
 
     /// Stops handing out deliveries; unsettled ones can still be settled.
-    pub(crate) fn cancel(&mut self) {
+    async fn cancel(&mut self) {
+        self.cancelled = true;
+    }
+
+    async fn close(&mut self) {
         self.cancelled = true;
     }
 }
@@ -411,7 +470,7 @@ impl Drop for InProcessConsumer {
 }
 
 /// Settles one in-process delivery; dropping it unsettled returns the job.
-pub(crate) struct InProcessSettle {
+struct InProcessSettle {
     inner: Arc<Inner>,
     message: Option<Message>,
     _permit: OwnedSemaphorePermit,
@@ -425,20 +484,28 @@ impl std::fmt::Debug for InProcessSettle {
     }
 }
 
-impl InProcessSettle {
-    pub(crate) fn ack(mut self) {
+#[async_trait]
+impl Settle for InProcessSettle {
+    async fn ack(mut self: Box<Self>, _job_id: &str) -> Result<(), QueueError> {
         if let Some(message) = self.message.take() {
             self.inner.finish(message, Outcome::Ack);
         }
+        Ok(())
     }
 
-    pub(crate) fn retry(mut self) {
+    async fn retry(mut self: Box<Self>, _job_id: &str) -> Result<(), QueueError> {
         self.give_back();
+        Ok(())
     }
 
-    pub(crate) async fn dead_letter(mut self, reason: &str) {
+    async fn dead_letter(
+        mut self: Box<Self>,
+        _job_id: &str,
+        _attempt: u32,
+        reason: &str,
+    ) -> Result<(), QueueError> {
         let Some(message) = self.message.take() else {
-            return;
+            return Ok(());
         };
         let record = self.inner.finish(message, Outcome::Dead(reason.to_owned()));
         if let (Some(record), Some(store)) = (record, self.inner.jobs.get()) {
@@ -446,8 +513,11 @@ impl InProcessSettle {
                 tracing::warn!(error = %e, "failed job status not recorded");
             }
         }
+        Ok(())
     }
+}
 
+impl InProcessSettle {
     fn give_back(&mut self) {
         if let Some(message) = self.message.take() {
             let record = self.inner.finish(message, Outcome::Return);

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use twin_core::config::{QueueConfig, WorkerConfig};
 use twin_core::ids::sha256_hex;
+use twin_core::job::EmbedJob;
 use twin_embed::ModelRegistry;
-use twin_proto::v1::EmbedJob;
 use twin_queue::JobQueue;
 use twin_store::{CollectionSpec, EmbeddedStore, PointFilter, VectorStore};
 
-use crate::{Worker, WorkerMetrics};
+use twin_worker::{Worker, WorkerMetrics};
 
 /// The raw baseline's chunk, in batches of `max_batch`: enough batches to keep every
 /// session busy, few enough that a chunk's tensors stay small (8 × 2 images on CPU: 2 MB of
@@ -199,7 +199,7 @@ pub async fn run_ingest_bench(
                     image_sha256: sha256_hex(&image),
                     image,
                     model_id: model.manifest().id.clone(),
-                    enqueued_at: Some(twin_proto::timestamp(std::time::SystemTime::now())),
+                    enqueued_at_ms: twin_core::clock::now_ms(),
                     ..Default::default()
                 }
             })

@@ -29,15 +29,15 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use twin_core::config::TwinConfig;
 use twin_core::input::Input;
-use twin_embed::bench::RawLane;
 use twin_embed::{ActiveProvider, Batch, EmbedError, Embedder, PoolSize, Prepared};
 use twin_proto::v1 as pb;
 use twin_proto::v1::models_client::ModelsClient;
 use twin_proto::v1::verification_client::VerificationClient;
 
-use crate::metrics::GatewayMetrics;
-use crate::server::{BoundGateway, ServeError};
-use crate::state::{AppState, StartError};
+use twin_gateway::state::StartError;
+use twin_gateway::{AppState, BoundGateway, GatewayMetrics, ServeError};
+
+use crate::embed::RawLane;
 
 /// Largest gRPC message the benchmark's clients send or accept.
 const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
@@ -362,7 +362,7 @@ impl VerifyReport {
     /// The one JSON line every twin benchmark ends with.
     pub fn json_line(&self) -> String {
         let mut fields =
-            twin_embed::bench::json_fields("verify", &self.model, &self.provider, &self.pool);
+            crate::embed::json_fields("verify", &self.model, &self.provider, &self.pool);
         fields.insert("target".into(), self.target.clone().into());
         fields.insert("input_kind".into(), self.input_kind.clone().into());
         fields.insert("seconds".into(), self.seconds.into());

@@ -1,32 +1,17 @@
 //! `twin-worker`: consumes embedding jobs from RabbitMQ and stores the vectors.
 //! Configuration from `--config FILE` and `TWIN_*` variables (see `twin config --show`).
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
-use twin_core::config::TwinConfig;
 use twin_embed::ModelRegistry;
 use twin_worker::{Worker, WorkerMetrics};
 
-#[derive(Debug, Parser)]
-#[command(name = "twin-worker", version, about = "twin's embedding worker")]
-struct Args {
-    /// Configuration file (TOML); TWIN_<SECTION>__<KEY> variables override it.
-    #[arg(long, env = "TWIN_CONFIG")]
-    config: Option<PathBuf>,
-    /// Log as JSON lines.
-    #[arg(long, env = "TWIN_LOG_JSON")]
-    log_json: bool,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    twin_telemetry::init_tracing(args.log_json);
-    twin_telemetry::install_tls_provider();
-    let config = TwinConfig::from_env(args.config.as_deref()).context("invalid configuration")?;
+    let config = common::start("twin-worker", "twin's embedding worker")?;
     if config.queue.backend != "rabbitmq" {
         anyhow::bail!(
             "twin-worker consumes from RabbitMQ (queue.backend = \"rabbitmq\", TWIN_QUEUE__BACKEND); \

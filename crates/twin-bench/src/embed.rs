@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::EmbedError;
-use crate::session::{ActiveProvider, Batch, PoolSize, Prepared};
-use crate::Embedder;
+use twin_embed::{ActiveProvider, Batch, EmbedError, Embedder, ModelSession, PoolSize, Prepared};
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,13 +239,13 @@ pub fn json_fields(
 }
 
 /// The raw baseline: standalone sessions of the embedder's model running fixed batches
-/// straight through [`ModelSession::run`](crate::ModelSession::run) — no batcher, no
+/// straight through [`ModelSession::run`](ModelSession::run) — no batcher, no
 /// preprocessing, no async runtime. `twin bench embed` and `twin bench verify` both
 /// measure against it. [`RawLane::new`] has the pool's shape (as many sessions, same
 /// provider and intra-op threads); [`RawLane::wide`] is one session with a thread per
 /// core, the other way to spend the machine on one model.
 pub struct RawLane {
-    sessions: Vec<crate::ModelSession>,
+    sessions: Vec<ModelSession>,
     shape: PoolSize,
 }
 
@@ -360,7 +358,7 @@ impl RawLane {
     fn on_sessions<T, F>(&mut self, count: usize, work: F) -> Result<Vec<T>, EmbedError>
     where
         T: Send,
-        F: Fn(usize, &mut crate::ModelSession) -> Result<T, EmbedError> + Sync,
+        F: Fn(usize, &mut ModelSession) -> Result<T, EmbedError> + Sync,
     {
         let work = &work;
         std::thread::scope(|scope| {

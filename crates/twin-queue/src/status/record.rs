@@ -3,9 +3,10 @@
 //! arrive twice or out of order and still settle on the truth.
 
 use serde::{Deserialize, Serialize};
-use twin_proto::v1::EmbedJob;
+use twin_core::clock::now_ms;
+use twin_core::job::EmbedJob;
 
-use crate::codec::{now_ms, timestamp_ms, truncate, MAX_REASON_BYTES};
+use crate::reason::{truncate, MAX_REASON_BYTES};
 
 /// The state of a job. Terminal states win over `Queued`, and `Done` wins over
 /// `Failed`: a stored point is the truth even if a copy of the job was dead-lettered
@@ -36,7 +37,7 @@ impl JobState {
     }
 }
 
-/// One job's status, as kept by the [`crate::JobStore`] and carried by status events.
+/// One job's status, as kept by the [`crate::status::JobStore`] and carried by status events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub job_id: String,
@@ -69,20 +70,14 @@ pub struct JobRecord {
 impl JobRecord {
     fn from_job(job: &EmbedJob, state: JobState, error: &str, attempts: u32) -> Self {
         let now = now_ms();
-        let enqueued = timestamp_ms(job.enqueued_at.as_ref());
+        let enqueued = job.enqueued_at_ms;
         Self {
             job_id: job.job_id.clone(),
             state,
             tenant: job.tenant.clone(),
             subject_id: job.subject_id.clone(),
             model_id: job.model_id.clone(),
-            point_id: twin_core::ids::point_id(
-                &job.model_id,
-                &job.tenant,
-                &job.subject_id,
-                &job.image_sha256,
-            )
-            .to_string(),
+            point_id: job.point_id().to_string(),
             error: truncate(error, MAX_REASON_BYTES).to_owned(),
             attempts,
             enqueued_at_ms: if enqueued == 0 { now } else { enqueued },

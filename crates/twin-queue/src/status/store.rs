@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::codec::now_ms;
+use twin_core::clock::now_ms;
+
 use crate::error::QueueError;
-use crate::status::{JobRecord, JobState};
+use crate::status::record::{JobRecord, JobState};
 
 const LOG_FILE: &str = "jobs.jsonl";
 const LOCK_FILE: &str = "jobs.lock";
@@ -43,7 +44,7 @@ struct Shared {
 /// RabbitMQ backend otherwise). Cheap to clone.
 ///
 /// ```no_run
-/// # async fn demo(job: twin_proto::v1::EmbedJob) -> Result<(), twin_queue::QueueError> {
+/// # async fn demo(job: twin_core::job::EmbedJob) -> Result<(), twin_queue::QueueError> {
 /// use twin_queue::{JobRecord, JobStore};
 /// let store = JobStore::open(".twin/jobs".as_ref(), None)?;
 /// store.record(vec![JobRecord::queued(&job)]).await?;
@@ -328,7 +329,7 @@ fn write_batch(out: &mut BufWriter<File>, batch: &[WriteRequest]) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use twin_proto::v1::EmbedJob;
+    use twin_core::job::EmbedJob;
 
     fn job(n: u32) -> EmbedJob {
         EmbedJob {

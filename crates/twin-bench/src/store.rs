@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use twin_core::metric::Metric;
 
-use crate::contract::{CollectionSpec, Point, PointFilter, PointPayload, SearchRequest};
-use crate::embedded::EmbeddedStore;
-use crate::error::StoreError;
-use crate::VectorStore;
+use twin_store::{
+    CollectionSpec, EmbeddedStore, Point, PointFilter, PointPayload, SearchRequest, StoreError,
+    VectorStore,
+};
 
 /// What to measure.
 #[derive(Debug, Clone)]
