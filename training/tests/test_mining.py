@@ -69,20 +69,14 @@ def random_batch(seed, n=24, dim=8):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_torch_semi_hard_matches_numpy(torch_and_losses, seed):
+@pytest.mark.parametrize(
+    "loss, triplets", [("semi_hard", mining.semi_hard_triplets), ("batch_hard", mining.batch_hard_triplets)]
+)
+def test_torch_mined_triplet_loss_matches_numpy(torch_and_losses, loss, triplets, seed):
     torch, losses = torch_and_losses
     e, labels = random_batch(seed)
-    want = mining.triplet_loss(e, mining.semi_hard_triplets(e, labels), 0.3)
-    got, _ = losses.semi_hard(torch.tensor(e), torch.tensor(labels), 0.3)
-    assert float(got) == pytest.approx(want, rel=1e-9, abs=1e-12)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_torch_batch_hard_matches_numpy(torch_and_losses, seed):
-    torch, losses = torch_and_losses
-    e, labels = random_batch(seed)
-    want = mining.triplet_loss(e, mining.batch_hard_triplets(e, labels), 0.3)
-    got, _ = losses.batch_hard(torch.tensor(e), torch.tensor(labels), 0.3)
+    want = mining.triplet_loss(e, triplets(e, labels), 0.3)
+    got, _ = getattr(losses, loss)(torch.tensor(e), torch.tensor(labels), 0.3)
     assert float(got) == pytest.approx(want, rel=1e-9, abs=1e-12)
 
 

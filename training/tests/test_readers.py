@@ -1,4 +1,5 @@
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -11,28 +12,54 @@ def touch(p):
     p.write_bytes(b"\x89PNG")
 
 
-def test_bhsig_names(tmp_path):
-    touch(tmp_path / "001" / "B-S-1-G-01.png")
-    touch(tmp_path / "001" / "B-S-1-F-30.png")
-    touch(tmp_path / "100" / "B-S-100-G-24.png")
-    touch(tmp_path / "100" / "notes.png")  # not a BHSig name: ignored
-    s = readers.read_bhsig(tmp_path)
-    assert [(x.subject, x.kind) for x in s] == [("001", FORGED), ("001", GENUINE), ("100", GENUINE)]
-    assert s[0].path.endswith("B-S-1-F-30.png")
+# Per reader: each file to create below the root, and the (subject, kind) it reads as
+# (None: not a name of that dataset, ignored).
+BHSIG_FILES = {
+    "001/B-S-1-G-01.png": ("001", GENUINE),
+    "001/B-S-1-F-30.png": ("001", FORGED),
+    "100/B-S-100-G-24.png": ("100", GENUINE),
+    "100/notes.png": None,
+}
+CEDAR_FILES = {
+    "full_org/original_12_3.png": ("012", GENUINE),
+    "full_forg/forgeries_12_1.png": ("012", FORGED),
+    "full_forg/Thumbs.db": None,
+}
+ICDAR_FILES = {
+    "001/S-001-G-001_01.png": ("001", GENUINE),
+    "001/S-001-F-0119001_01.png": ("001", FORGED),
+    "030/S-030-F-01_0109030.png": ("030", FORGED),
+    "030/readme.png": None,
+}
 
 
-def test_bhsig_empty_is_an_error(tmp_path):
-    touch(tmp_path / "x.png")
-    with pytest.raises(ReaderError, match="BHSig"):
-        readers.read_bhsig(tmp_path)
+@pytest.mark.parametrize(
+    "read, files",
+    [
+        pytest.param(readers.read_bhsig, BHSIG_FILES, id="bhsig"),
+        pytest.param(readers.read_cedar, CEDAR_FILES, id="cedar"),
+        pytest.param(readers.read_icdar, ICDAR_FILES, id="icdar"),
+    ],
+)
+def test_named_layouts(tmp_path, read, files):
+    for name in files:
+        touch(tmp_path / name)
+    got = [(Path(x.path).relative_to(tmp_path).as_posix(), x.subject, x.kind) for x in read(tmp_path)]
+    assert got == sorted((name, *want) for name, want in files.items() if want)
 
 
-def test_cedar_names(tmp_path):
-    touch(tmp_path / "full_org" / "original_12_3.png")
-    touch(tmp_path / "full_forg" / "forgeries_12_1.png")
-    touch(tmp_path / "full_forg" / "Thumbs.db")
-    s = readers.read_cedar(tmp_path)
-    assert {(x.subject, x.kind) for x in s} == {("012", GENUINE), ("012", FORGED)}
+@pytest.mark.parametrize(
+    "read, file, message",
+    [
+        (readers.read_bhsig, "x.png", "BHSig"),  # no BHSig name at all
+        (readers.read_generic, "a.png", "<subject>"),  # flat files have no subject folder
+        (readers.read_icdar, "002/S-001-G-001_01.png", "folder 002"),  # the wrong writer folder
+    ],
+)
+def test_unexpected_layouts_are_errors(tmp_path, read, file, message):
+    touch(tmp_path / file)
+    with pytest.raises(ReaderError, match=message):
+        read(tmp_path)
 
 
 def test_generic_layout_with_pattern(tmp_path):
@@ -41,12 +68,6 @@ def test_generic_layout_with_pattern(tmp_path):
     touch(tmp_path / "bob" / "sk_2.jpg")
     s = readers.read_generic(tmp_path, r"forged/|^sk_")
     assert [(x.subject, x.kind) for x in s] == [("alice", FORGED), ("alice", GENUINE), ("bob", FORGED)]
-
-
-def test_generic_rejects_flat_files(tmp_path):
-    touch(tmp_path / "a.png")
-    with pytest.raises(ReaderError, match="<subject>"):
-        readers.read_generic(tmp_path)
 
 
 def test_omniglot_zip(tmp_path):
@@ -78,21 +99,6 @@ def test_list_roundtrip(tmp_path):
     s = [readers.Sample("/a b/x.png", "001", GENUINE), readers.Sample("/y.png", "002", FORGED)]
     readers.write_list(s, tmp_path / "l.tsv")
     assert readers.read_list(tmp_path / "l.tsv") == s
-
-
-def test_icdar_names_take_the_writer_folder(tmp_path):
-    touch(tmp_path / "001" / "S-001-G-001_01.png")
-    touch(tmp_path / "001" / "S-001-F-0119001_01.png")
-    touch(tmp_path / "030" / "S-030-F-01_0109030.png")
-    touch(tmp_path / "030" / "readme.png")  # not an ICDAR name: ignored
-    s = readers.read_icdar(tmp_path)
-    assert [(x.subject, x.kind) for x in s] == [("001", FORGED), ("001", GENUINE), ("030", FORGED)]
-
-
-def test_icdar_name_in_the_wrong_folder_is_an_error(tmp_path):
-    touch(tmp_path / "002" / "S-001-G-001_01.png")
-    with pytest.raises(ReaderError, match="folder 002"):
-        readers.read_icdar(tmp_path)
 
 
 def test_combine_prefixes_every_collection(tmp_path):

@@ -19,6 +19,14 @@ def masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return same & anchor & ~eye, ~same & anchor
 
 
+def _mean_hinge(e: torch.Tensor, hinges: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The mean of a batch's triplet hinges and the share still active (> 0); with no triplet,
+    a zero that keeps the graph of `e`."""
+    if hinges.numel() == 0:
+        return e.sum() * 0, {"active": 0.0}
+    return hinges.mean(), {"active": float((hinges > 0).float().mean())}
+
+
 def semi_hard(e: torch.Tensor, labels: torch.Tensor, margin: float) -> tuple[torch.Tensor, dict]:
     d = sq_distances(e)
     pos, neg = masks(labels)
@@ -31,10 +39,7 @@ def semi_hard(e: torch.Tensor, labels: torch.Tensor, margin: float) -> tuple[tor
     has_neg = neg.any(-1)
     d_n = torch.where(farther.any(-1), semi, fallback[:, None])
     valid = pos & has_neg[:, None]
-    losses = (d - d_n + margin).clamp_min(0)[valid]
-    if losses.numel() == 0:
-        return e.sum() * 0, {"active": 0.0}
-    return losses.mean(), {"active": float((losses > 0).float().mean())}
+    return _mean_hinge(e, (d - d_n + margin).clamp_min(0)[valid])
 
 
 def batch_hard(e: torch.Tensor, labels: torch.Tensor, margin: float) -> tuple[torch.Tensor, dict]:
@@ -44,10 +49,7 @@ def batch_hard(e: torch.Tensor, labels: torch.Tensor, margin: float) -> tuple[to
     inf = torch.tensor(float("inf"), device=e.device, dtype=e.dtype)
     hp = torch.where(pos, d, -inf).amax(1)
     hn = torch.where(neg, d, inf).amin(1)
-    losses = (hp - hn + margin).clamp_min(0)[valid]
-    if losses.numel() == 0:
-        return e.sum() * 0, {"active": 0.0}
-    return losses.mean(), {"active": float((losses > 0).float().mean())}
+    return _mean_hinge(e, (hp - hn + margin).clamp_min(0)[valid])
 
 
 def contrastive(e: torch.Tensor, labels: torch.Tensor, margin: float) -> tuple[torch.Tensor, dict]:

@@ -36,8 +36,24 @@ def _images(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _named(root: Path, name: re.Pattern, genuine: str, layout: str) -> list[Sample]:
+    """The images below `root` whose stem matches `name`, sorted: the subject is the number in
+    its group "writer" zero-padded to 3 digits, the sample genuine when its group "kind" is
+    `genuine` and forged otherwise. None is an error that names the `layout` expected."""
+    out = []
+    for p in _images(root):
+        m = name.match(p.stem)
+        if m is None:
+            continue
+        writer = f"{int(m.group('writer')):03d}"
+        out.append(Sample(str(p), writer, GENUINE if m.group("kind") == genuine else FORGED))
+    if not out:
+        raise ReaderError(f"no {layout} images under {root}")
+    return sorted(out)
+
+
 # BHSig260: B-S-<w>-G-NN.png (genuine), B-S-<w>-F-NN.png (skilled forgery); H-S-... for Hindi.
-BHSIG_NAME = re.compile(r"^[A-Za-z]-S-(\d+)-([GF])-(\d+)$")
+BHSIG_NAME = re.compile(r"^[A-Za-z]-S-(?P<writer>\d+)-(?P<kind>[GF])-(\d+)$")
 
 
 def read_bhsig(root: str | os.PathLike) -> list[Sample]:
@@ -45,34 +61,16 @@ def read_bhsig(root: str | os.PathLike) -> list[Sample]:
 
     Subjects are the writer number zero-padded to 3 digits ("001"), whatever the file says.
     """
-    out = []
-    for p in _images(Path(root)):
-        m = BHSIG_NAME.match(p.stem)
-        if m is None:
-            continue
-        writer = f"{int(m.group(1)):03d}"
-        out.append(Sample(str(p), writer, GENUINE if m.group(2) == "G" else FORGED))
-    if not out:
-        raise ReaderError(f"no BHSig-style images (B-S-<w>-G-NN.png) under {root}")
-    return sorted(out)
+    return _named(Path(root), BHSIG_NAME, "G", "BHSig-style (B-S-<w>-G-NN.png)")
 
 
 # CEDAR: original_<w>_<i>.png, forgeries_<w>_<i>.png
-CEDAR_NAME = re.compile(r"^(original|forgeries)_(\d+)_(\d+)$")
+CEDAR_NAME = re.compile(r"^(?P<kind>original|forgeries)_(?P<writer>\d+)_(\d+)$")
 
 
 def read_cedar(root: str | os.PathLike) -> list[Sample]:
     """CEDAR layout: `original_<w>_<i>` (genuine) and `forgeries_<w>_<i>` anywhere below `root`."""
-    out = []
-    for p in _images(Path(root)):
-        m = CEDAR_NAME.match(p.stem)
-        if m is None:
-            continue
-        writer = f"{int(m.group(2)):03d}"
-        out.append(Sample(str(p), writer, GENUINE if m.group(1) == "original" else FORGED))
-    if not out:
-        raise ReaderError(f"no CEDAR-style images (original_<w>_<i>.png) under {root}")
-    return sorted(out)
+    return _named(Path(root), CEDAR_NAME, "original", "CEDAR-style (original_<w>_<i>.png)")
 
 
 def read_generic(root: str | os.PathLike, forged_pattern: str = r"(?i)forg") -> list[Sample]:
@@ -159,26 +157,19 @@ def extract_omniglot_runs(zip_path: str | os.PathLike, dest: str | os.PathLike) 
 # ICDAR 2011 "sign_data" (as in ../shared/data/icdar2011-sign-data): <root>/<w>/S-<w>-G-<w>_NN.png
 # (genuine) and S-<w>-F-<forger><w>_NN.png (skilled forgery of <w> by <forger>); the folder is the
 # writer whose signature it is, genuine or forged.
-ICDAR_NAME = re.compile(r"^S-(\d+)-([GF])-[\d_]+$")
+ICDAR_NAME = re.compile(r"^S-(?P<writer>\d+)-(?P<kind>[GF])-[\d_]+$")
 
 
 def read_icdar(root: str | os.PathLike) -> list[Sample]:
     """ICDAR 2011 sign_data layout: `<root>/<w>/S-<w>-G-…` and `S-<w>-F-…`; the subject is the
     writer folder (zero-padded to 3 digits), which must agree with the number in the name."""
     root = Path(root)
-    out = []
-    for p in _images(root):
-        m = ICDAR_NAME.match(p.stem)
-        if m is None:
-            continue
-        writer = f"{int(m.group(1)):03d}"
-        folder = p.relative_to(root).parts[0]
-        if folder.isdigit() and f"{int(folder):03d}" != writer:
-            raise ReaderError(f"{p}: the name says writer {writer} but it lies in folder {folder}")
-        out.append(Sample(str(p), writer, GENUINE if m.group(2) == "G" else FORGED))
-    if not out:
-        raise ReaderError(f"no ICDAR-style images (S-<w>-G-<w>_NN.png) under {root}")
-    return sorted(out)
+    samples = _named(root, ICDAR_NAME, "G", "ICDAR-style (S-<w>-G-<w>_NN.png)")
+    for sample in samples:
+        folder = Path(sample.path).relative_to(root).parts[0]
+        if folder.isdigit() and f"{int(folder):03d}" != sample.subject:
+            raise ReaderError(f"{sample.path}: the name says writer {sample.subject} but it lies in folder {folder}")
+    return samples
 
 
 READERS = {"bhsig": read_bhsig, "cedar": read_cedar, "icdar": read_icdar, "generic": read_generic}

@@ -9,8 +9,7 @@
   let models = []; // ListModelsResponse.models
   let defaultModel = "";
   const enrolFiles = []; // File objects waiting to be enrolled
-  let verifyProbe = null; // File
-  let searchProbe = null; // File
+  const probes = { verify: null, search: null }; // the File of each probe zone (see probeZone)
   let enrolRun = 0; // bumps on every batch, so an old poll loop stops
 
   const $ = (id) => document.getElementById(id);
@@ -108,21 +107,26 @@
     show(box, false);
   };
 
-  // ── Files → Image messages ─────────────────────────────────────────────────────────────
-  function readAsDataUrl(file) {
-    return new Promise((resolve, reject) => {
-      const r = new FileReader();
-      r.onload = () => resolve(String(r.result));
-      r.onerror = () => reject(new Error(`cannot read ${file.name}: ${r.error}`));
-      r.readAsDataURL(file);
-    });
+  // Runs a form's request with its submit button disabled; what it throws is shown in `box`.
+  async function submitting(button, box, request) {
+    button.disabled = true;
+    try {
+      await request();
+    } catch (e) {
+      showError(box, e);
+    } finally {
+      button.disabled = false;
+    }
   }
-  function readAsText(file) {
+
+  // ── Files → Image messages ─────────────────────────────────────────────────────────────
+  // A file's content as a string: `how` is the FileReader method, readAsDataURL or readAsText.
+  function readFile(file, how) {
     return new Promise((resolve, reject) => {
       const r = new FileReader();
       r.onload = () => resolve(String(r.result));
       r.onerror = () => reject(new Error(`cannot read ${file.name}: ${r.error}`));
-      r.readAsText(file);
+      r[how](file);
     });
   }
 
@@ -131,8 +135,8 @@
 
   // An Image message for the selected model: base64 bytes, or the file's text for a text model.
   async function toImage(file) {
-    if (isTextModel()) return { image: { text: await readAsText(file), source: file.name }, preview: null };
-    const url = await readAsDataUrl(file);
+    if (isTextModel()) return { image: { text: await readFile(file, "readAsText"), source: file.name }, preview: null };
+    const url = await readFile(file, "readAsDataURL");
     const comma = url.indexOf(",");
     return { image: { data: url.slice(comma + 1), source: file.name }, preview: url };
   }
@@ -164,6 +168,14 @@
       const files = Array.from(input.files || []);
       if (files.length) onFiles(files);
       input.value = ""; // choosing the same file again fires `change` again
+    });
+  }
+  // The probe zone of a panel (`<prefix>-drop` around the input `<prefix>-probe`) keeps its
+  // last file in probes[prefix] and shows its name in `<prefix>-probe-name`.
+  function probeZone(prefix) {
+    dropZone($(`${prefix}-drop`), $(`${prefix}-probe`), (files) => {
+      probes[prefix] = files[0] || null;
+      $(`${prefix}-probe-name`).textContent = probes[prefix] ? probes[prefix].name : "";
     });
   }
   // A page-wide drop outside a zone must not navigate away from the console.
@@ -426,25 +438,18 @@
   }
 
   // ── Verify ─────────────────────────────────────────────────────────────────────────────
-  function setVerifyProbe(files) {
-    verifyProbe = files[0] || null;
-    $("verify-probe-name").textContent = verifyProbe ? verifyProbe.name : "";
-  }
-
   async function verify() {
     const box = $("verify-error");
     hideError(box);
     const subject = $("verify-subject").value.trim();
     if (!subject) return showError(box, "Enter a subject id.");
-    if (!verifyProbe) return showError(box, "Choose or drop a probe.");
+    const probeFile = probes.verify;
+    if (!probeFile) return showError(box, "Choose or drop a probe.");
     const model = $("model-select").value;
     const aggregation = $("verify-aggregation").value;
-    const button = $("verify-submit");
-    button.disabled = true;
     show($("verify-result"), false);
-    try {
+    await submitting($("verify-submit"), box, async () => {
       const policy = readPolicy("verify");
-      const probeFile = verifyProbe;
       const { image, preview } = await toImage(probeFile);
       const [res, subj] = await Promise.all([
         api("verify-subject", { subjectId: subject, probe: image, model, aggregation, policy }),
@@ -452,11 +457,7 @@
       ]);
       renderVerify(res, subj, probeFile, image, preview, aggregation);
       if (subj.error) showError(box, subj.error);
-    } catch (e) {
-      showError(box, e);
-    } finally {
-      button.disabled = false;
-    }
+    });
   }
 
   function renderVerify(res, subj, probeFile, image, preview, aggregation) {
@@ -520,22 +521,15 @@
   }
 
   // ── Search ─────────────────────────────────────────────────────────────────────────────
-  function setSearchProbe(files) {
-    searchProbe = files[0] || null;
-    $("search-probe-name").textContent = searchProbe ? searchProbe.name : "";
-  }
-
   async function search() {
     const box = $("search-error");
     hideError(box);
-    if (!searchProbe) return showError(box, "Choose or drop a probe.");
+    const probeFile = probes.search;
+    if (!probeFile) return showError(box, "Choose or drop a probe.");
     const topK = Math.max(1, Math.min(1000, Math.floor(num($("search-topk").value)) || 10));
-    const button = $("search-submit");
-    button.disabled = true;
     show($("search-results"), false);
-    try {
+    await submitting($("search-submit"), box, async () => {
       const policy = readPolicy("search");
-      const probeFile = searchProbe;
       const { image, preview } = await toImage(probeFile);
       const res = await api("search", {
         image, model: $("model-select").value, topK, groupBySubject: $("search-group").checked, policy,
@@ -568,11 +562,7 @@
           el("td", { className: "hit-point mono", text: str(h.pointId) })));
       });
       show($("search-results"), true);
-    } catch (e) {
-      showError(box, e);
-    } finally {
-      button.disabled = false;
-    }
+    });
   }
 
   // ── Model card ─────────────────────────────────────────────────────────────────────────
@@ -778,11 +768,11 @@
     $("enrol-clear").addEventListener("click", () => { enrolFiles.length = 0; renderEnrolFiles(); });
     $("enrol-submit").addEventListener("click", enrol);
 
-    dropZone($("verify-drop"), $("verify-probe"), setVerifyProbe);
+    probeZone("verify");
     $("verify-submit").addEventListener("click", verify);
     $("verify-subject").addEventListener("keydown", (e) => { if (e.key === "Enter") verify(); });
 
-    dropZone($("search-drop"), $("search-probe"), setSearchProbe);
+    probeZone("search");
     $("search-submit").addEventListener("click", search);
 
     $("card-reload").addEventListener("click", loadCard);

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import dnn
+from .dlib_format import models_dir
 from .detect import (BASE_PAD, MIN_ROWS, NET_MIN_INPUT, PYR_N, TILE_OUTER_PADDING, TILE_PADDING,
                      Detector)
 
@@ -58,7 +59,7 @@ def detector_config(net: dnn.Net) -> dict:
 
 
 def convert(out: Path, models: Path | None = None) -> dict:
-    models = models or dnn.model_dir()
+    models = models or models_dir()
     out.mkdir(parents=True, exist_ok=True)
     t = time.time()
     desc = dnn.parse_file(models / DESCRIPTOR_DAT)
@@ -197,7 +198,7 @@ def timing(out: Path) -> dict:
 def run_checks(out: Path, full: bool, lfw: Path, n_desc: int, n_det: int, n_up: int) -> bool:
     import dlib
 
-    models = dnn.model_dir()
+    models = models_dir()
     ok = True
     sess = _session(out / "face_descriptor.onnx")
     rec = dlib.face_recognition_model_v1(str(models / DESCRIPTOR_DAT))

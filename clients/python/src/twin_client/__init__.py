@@ -12,51 +12,11 @@ is a method of `Client`; results are frozen dataclasses, errors `TwinError`s.
 
 from __future__ import annotations
 
+from . import errors, types
 from ._images import Text
 from .client import IMAGE_EXTENSIONS, Client
-from .errors import (
-    CancelledError,
-    DeadlineExceededError,
-    FailedPreconditionError,
-    InternalError,
-    InvalidArgumentError,
-    NotFoundError,
-    PermissionDeniedError,
-    ResourceExhaustedError,
-    TwinError,
-    UnauthenticatedError,
-    UnavailableError,
-    UnimplementedError,
-)
-from .types import (
-    Aggregation,
-    ApiKey,
-    Audit,
-    AuditEntry,
-    BatchResult,
-    CreatedKey,
-    Embedding,
-    EnqueueItem,
-    EnrollResult,
-    ItemResult,
-    Job,
-    JobStatus,
-    KeyScope,
-    Metric,
-    Model,
-    ModelCard,
-    ModelList,
-    OperatingPoint,
-    Reference,
-    ReferenceScore,
-    SearchHit,
-    SearchResult,
-    Subject,
-    SubjectOperatingPoint,
-    SubjectVerifyResult,
-    VerifyResult,
-    asdict,
-)
+from .errors import *  # noqa: F403 - TwinError and its subclasses, as listed in errors.__all__
+from .types import *  # noqa: F403 - the enums, results and asdict, as listed in types.__all__
 
 try:
     from importlib.metadata import PackageNotFoundError, version
@@ -65,47 +25,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - run from a source tree
     __version__ = "0.0.0"
 
-__all__ = [
-    "Aggregation",
-    "ApiKey",
-    "Audit",
-    "AuditEntry",
-    "BatchResult",
-    "CancelledError",
-    "Client",
-    "CreatedKey",
-    "DeadlineExceededError",
-    "Embedding",
-    "EnqueueItem",
-    "EnrollResult",
-    "FailedPreconditionError",
-    "IMAGE_EXTENSIONS",
-    "InternalError",
-    "InvalidArgumentError",
-    "ItemResult",
-    "Job",
-    "JobStatus",
-    "KeyScope",
-    "Metric",
-    "Model",
-    "ModelCard",
-    "ModelList",
-    "NotFoundError",
-    "OperatingPoint",
-    "PermissionDeniedError",
-    "Reference",
-    "ReferenceScore",
-    "ResourceExhaustedError",
-    "SearchHit",
-    "SearchResult",
-    "Subject",
-    "SubjectOperatingPoint",
-    "SubjectVerifyResult",
-    "Text",
-    "TwinError",
-    "UnauthenticatedError",
-    "UnavailableError",
-    "UnimplementedError",
-    "VerifyResult",
-    "asdict",
-]
+# The client, and every public name of `errors` and `types`.
+__all__ = ["Client", "IMAGE_EXTENSIONS", "Text"]
+__all__ += errors.__all__
+__all__ += types.__all__

@@ -121,19 +121,5 @@ class UnimplementedError(TwinError):
     code = "UNIMPLEMENTED"
 
 
-_BY_CODE = {
-    klass.code: klass
-    for klass in (
-        InvalidArgumentError,
-        NotFoundError,
-        PermissionDeniedError,
-        UnauthenticatedError,
-        UnavailableError,
-        DeadlineExceededError,
-        ResourceExhaustedError,
-        FailedPreconditionError,
-        InternalError,
-        CancelledError,
-        UnimplementedError,
-    )
-}
+# Every subclass above, by its code (`TwinError.from_rpc_error` picks the class here).
+_BY_CODE = {klass.code: klass for klass in TwinError.__subclasses__()}

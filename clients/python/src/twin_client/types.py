@@ -43,6 +43,7 @@ __all__ = [
     "SubjectOperatingPoint",
     "SubjectVerifyResult",
     "VerifyResult",
+    "asdict",
 ]
 
 
@@ -469,165 +470,104 @@ def _labels(labels: Any) -> dict[str, str]:
     return {label.key: label.value for label in labels}
 
 
+def _from_pb(cls: Any, pb: Any, **converted: Any) -> Any:
+    """The result dataclass `cls` of a protobuf message: the fields given in `converted` as
+    they are, every other one copied from the message's scalar field of the same name."""
+    copied = {f.name: getattr(pb, f.name) for f in dataclasses.fields(cls) if f.name not in converted}
+    return cls(**copied, **converted)
+
+
 def audit_from(pb: Any) -> Audit:
-    return Audit(
-        model_id=pb.model_id,
-        model_name=pb.model_name,
-        metric=_enum(Metric, pb.metric),
-        score=pb.score,
-        threshold=pb.threshold,
-        operating_point=pb.operating_point,
-        target_far=pb.target_far,
-        calibrated_on=pb.calibrated_on,
-        matched_point_id=pb.matched_point_id,
-        decided_at=_time(pb, "decided_at"),
-        request_id=pb.request_id,
-    )
+    return _from_pb(Audit, pb, metric=_enum(Metric, pb.metric), decided_at=_time(pb, "decided_at"))
 
 
 def verify_from(pb: Any) -> VerifyResult:
-    return VerifyResult(match=pb.match, score=pb.score, audit=audit_from(pb.audit), warnings=list(pb.warnings))
+    return _from_pb(VerifyResult, pb, audit=audit_from(pb.audit), warnings=list(pb.warnings))
 
 
 def subject_verify_from(pb: Any) -> SubjectVerifyResult:
-    return SubjectVerifyResult(
-        match=pb.match,
-        score=pb.score,
-        references=pb.references,
-        per_reference=[ReferenceScore(r.point_id, r.score, r.source) for r in pb.per_reference],
+    return _from_pb(
+        SubjectVerifyResult,
+        pb,
+        per_reference=[_from_pb(ReferenceScore, r) for r in pb.per_reference],
         audit=audit_from(pb.audit),
         warnings=list(pb.warnings),
     )
 
 
 def search_from(pb: Any) -> SearchResult:
-    return SearchResult(
-        hits=[
-            SearchHit(h.point_id, h.subject_id, h.score, h.source, _labels(h.labels)) for h in pb.hits
-        ],
-        unknown=pb.unknown,
+    return _from_pb(
+        SearchResult,
+        pb,
+        hits=[_from_pb(SearchHit, h, labels=_labels(h.labels)) for h in pb.hits],
         audit=audit_from(pb.audit),
         warnings=list(pb.warnings),
     )
 
 
 def embedding_from(pb: Any) -> Embedding:
-    return Embedding(
-        vector=list(pb.vector), model_id=pb.model_id, image_sha256=pb.image_sha256, warnings=list(pb.warnings)
-    )
+    return _from_pb(Embedding, pb, vector=list(pb.vector), warnings=list(pb.warnings))
 
 
 def job_from(pb: Any) -> Job:
-    return Job(
-        job_id=pb.job_id,
+    return _from_pb(
+        Job,
+        pb,
         status=_enum(JobStatus, pb.status),
-        subject_id=pb.subject_id,
-        model_id=pb.model_id,
-        point_id=pb.point_id,
-        error=pb.error,
         enqueued_at=_time(pb, "enqueued_at"),
         updated_at=_time(pb, "updated_at"),
-        attempts=pb.attempts,
     )
 
 
 def item_from(pb: Any, index: Optional[int] = None) -> ItemResult:
-    return ItemResult(
-        client_ref=pb.client_ref,
-        index=pb.index if index is None else index,
-        accepted=pb.accepted,
-        job_id=pb.job_id,
-        point_id=pb.point_id,
-        reason=pb.reason,
-        already_stored=pb.already_stored,
-        warnings=list(pb.warnings),
+    return _from_pb(ItemResult, pb, index=pb.index if index is None else index, warnings=list(pb.warnings))
+
+
+def _reference_from(pb: Any) -> Reference:
+    return _from_pb(
+        Reference,
+        pb,
+        labels=_labels(pb.labels),
+        enrolled_at=_time(pb, "enrolled_at"),
+        thumbnail=bytes(pb.thumbnail),
     )
 
 
 def subject_from(pb: Any) -> Subject:
-    return Subject(
-        subject_id=pb.subject_id,
-        model_id=pb.model_id,
-        references=[
-            Reference(
-                point_id=r.point_id,
-                image_sha256=r.image_sha256,
-                source=r.source,
-                labels=_labels(r.labels),
-                enrolled_at=_time(r, "enrolled_at"),
-                thumbnail=bytes(r.thumbnail),
-            )
-            for r in pb.references
-        ],
-    )
+    return _from_pb(Subject, pb, references=[_reference_from(r) for r in pb.references])
 
 
 def model_from(pb: Any) -> Model:
-    return Model(
-        id=pb.id,
-        name=pb.name,
-        version=pb.version,
-        input_name=pb.input_name,
+    return _from_pb(
+        Model,
+        pb,
         input_shape=list(pb.input_shape),
-        output_name=pb.output_name,
-        embedding_size=pb.embedding_size,
-        l2_normalized=pb.l2_normalized,
         native_metric=_enum(Metric, pb.native_metric),
         operating_points=[
-            OperatingPoint(
-                name=p.name,
-                metric=_enum(Metric, p.metric),
-                target_far=p.target_far,
-                threshold=p.threshold,
-                measured_far=p.measured_far,
-                measured_frr=p.measured_frr,
-                calibrated_on=p.calibrated_on,
-            )
-            for p in pb.operating_points
+            _from_pb(OperatingPoint, p, metric=_enum(Metric, p.metric)) for p in pb.operating_points
         ],
-        default_operating_point=pb.default_operating_point,
-        trained=pb.trained,
         evaluation=dict(pb.evaluation),
-        execution_provider=pb.execution_provider,
         subject_operating_points=[
-            SubjectOperatingPoint(
-                name=p.name,
-                metric=_enum(Metric, p.metric),
-                aggregation=p.aggregation,
-                references=p.references,
-                target_far=p.target_far,
-                threshold=p.threshold,
-                measured_far=p.measured_far,
-                measured_frr=p.measured_frr,
-                measured_far_random=p.measured_far_random,
-                calibrated_on=p.calibrated_on,
-            )
-            for p in pb.subject_operating_points
+            _from_pb(SubjectOperatingPoint, p, metric=_enum(Metric, p.metric)) for p in pb.subject_operating_points
         ],
-        joint_head=pb.joint_head,
-        input_kind=pb.input_kind,
-        max_tokens=pb.max_tokens,
     )
 
 
 def model_card_from(pb: Any) -> ModelCard:
-    return ModelCard(model=pb.model, markdown=pb.markdown, roc_svg=pb.roc_svg, det_svg=pb.det_svg)
+    return _from_pb(ModelCard, pb)
 
 
 def audit_entry_from(pb: Any) -> AuditEntry:
-    return AuditEntry(
-        method=pb.method,
-        subject_id=pb.subject_id,
-        match=getattr(pb, "match"),
-        key_id=pb.key_id,
+    return _from_pb(
+        AuditEntry,
+        pb,
         image_sha256=list(pb.image_sha256),
         audit=audit_from(pb.audit) if pb.HasField("audit") else None,
-        tenant=pb.tenant,
     )
 
 
 def key_from(pb: Any) -> ApiKey:
-    return ApiKey(key_id=pb.key_id, scope=_enum(KeyScope, pb.scope), tenant=pb.tenant, name=pb.name)
+    return _from_pb(ApiKey, pb, scope=_enum(KeyScope, pb.scope))
 
 
 def asdict(result: Any) -> dict[str, Any]:
