@@ -230,14 +230,29 @@ fn dependencies(dir: &Path) -> BTreeSet<String> {
 #[test]
 fn the_worker_sees_domain_jobs_not_protobuf() {
     let root = twin_tests::repo_root();
-    let deps = dependencies(&root.join("crates/twin-worker"));
+    let direct = dependencies(&root.join("crates/twin-worker"));
     assert!(
-        deps.contains("twin-queue"),
-        "the scan is reading the wrong file: {deps:?}"
+        direct.contains("twin-queue"),
+        "the scan is reading the wrong file: {direct:?}"
     );
+    // Through every workspace crate it uses, not only directly.
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<String> = vec!["twin-worker".into()];
+    while let Some(name) = todo.pop() {
+        let dir = root.join("crates").join(&name);
+        if !dir.is_dir() || !seen.insert(name) {
+            continue;
+        }
+        todo.extend(
+            dependencies(&dir)
+                .into_iter()
+                .filter(|d| d.starts_with("twin-")),
+        );
+    }
+    assert!(seen.contains("twin-core"), "{seen:?}");
     assert!(
-        !deps.contains("twin-proto"),
-        "twin-worker depends on twin-proto"
+        !seen.contains("twin-proto"),
+        "twin-worker depends on twin-proto through {seen:?}"
     );
 }
 

@@ -1,12 +1,15 @@
 //! The queue's wire format, in one place: a domain [`EmbedJob`] travels as a protobuf
-//! `twin.v1.EmbedJob` body (so producers and workers of other versions and languages
-//! read it), with the message properties and headers twin sets. This module is the
-//! only one that sees protobuf: the rest of the queue, and the worker, see the domain job.
+//! `twin.v1.EmbedJob` body (`proto/twin/v1/job.proto`, so producers and workers of other
+//! versions and languages read it), with the message properties and headers twin sets.
+//! This module is the only one that sees protobuf: the rest of the queue, and the worker,
+//! see the domain job. The message is declared here with the schema's field numbers
+//! rather than taken from `twin-proto`, so that the queue (and the worker above it) do
+//! not depend on the API's generated code; a test in `tests/` holds the two encodings to
+//! each other.
 
 use prost::Message;
+use prost_types::Timestamp;
 use twin_core::job::EmbedJob;
-use twin_proto::v1 as wire;
-use twin_proto::Timestamp;
 
 use crate::error::{DecodeError, QueueError};
 use crate::reason::truncate;
@@ -25,6 +28,45 @@ pub const DEAD_REASON_HEADER: &str = "x-twin-dead-reason";
 pub const DEAD_ATTEMPTS_HEADER: &str = "x-twin-attempts";
 /// Header a worker's dead-lettered job carries: when, in ms since the Unix epoch.
 pub const DEAD_AT_HEADER: &str = "x-twin-dead-at-ms";
+
+/// `twin.v1.EmbedJob` and `twin.v1.Label` on the wire (field numbers from `job.proto`).
+mod wire {
+    use prost_types::Timestamp;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct EmbedJob {
+        #[prost(string, tag = "1")]
+        pub job_id: String,
+        #[prost(string, tag = "2")]
+        pub subject_id: String,
+        #[prost(bytes = "vec", tag = "3")]
+        pub image: Vec<u8>,
+        #[prost(string, tag = "4")]
+        pub image_sha256: String,
+        #[prost(message, repeated, tag = "5")]
+        pub labels: Vec<Label>,
+        #[prost(string, tag = "6")]
+        pub model_id: String,
+        #[prost(message, optional, tag = "7")]
+        pub enqueued_at: Option<Timestamp>,
+        #[prost(string, tag = "8")]
+        pub traceparent: String,
+        #[prost(string, tag = "9")]
+        pub source: String,
+        #[prost(string, tag = "10")]
+        pub text: String,
+        #[prost(string, tag = "11")]
+        pub tenant: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Label {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+}
 
 /// Refuses a body above `limit` with [`QueueError::TooLarge`].
 pub fn check_size(job_id: &str, size: usize, limit: usize) -> Result<(), QueueError> {
