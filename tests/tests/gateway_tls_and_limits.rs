@@ -138,15 +138,20 @@ async fn past_the_in_flight_limit_requests_are_shed_with_resource_exhausted() {
     let serve = TwinProcess::serve(dir.path(), &[&dev_model()], &env).await;
     let channel = channel(&serve.url()).await;
 
-    // An EnqueueBatch stream that stays open holds the one permit until it ends.
-    let (items, stream) = tokio::sync::mpsc::channel::<pb::EnqueueItem>(1);
-    let mut enrollment = EnrollmentClient::new(channel.clone());
-    let held = tokio::spawn(async move {
-        enrollment
-            .enqueue_batch(tokio_stream::wrappers::ReceiverStream::new(stream))
-            .await
-    });
-
+    // An EnqueueBatch stream that stays open holds the one permit until it ends. It is
+    // opened again whenever it was itself shed: a probe below that was in flight when the
+    // stream arrived held the one permit then.
+    let open_held = || {
+        let (items, stream) = tokio::sync::mpsc::channel::<pb::EnqueueItem>(1);
+        let mut enrollment = EnrollmentClient::new(channel.clone());
+        let held = tokio::spawn(async move {
+            enrollment
+                .enqueue_batch(tokio_stream::wrappers::ReceiverStream::new(stream))
+                .await
+        });
+        (items, held)
+    };
+    let (mut items, mut held) = open_held();
     // One item on the stream, so its frames are flushed to the server now: an empty
     // client stream may sit in the client unsent (the gateway holds items until 64 or the
     // end, so the permit stays taken).
@@ -159,6 +164,14 @@ async fn past_the_in_flight_limit_requests_are_shed_with_resource_exhausted() {
     // Up to 30 s: on a loaded machine (the whole suite in parallel) the stream can take
     // seconds to reach the server.
     for _ in 0..600 {
+        if held.is_finished() {
+            (items, held) = open_held();
+            items
+                .send(pb::EnqueueItem::default())
+                .await
+                .expect("the stream takes an item");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         match models
             .list_models(Request::new(pb::ListModelsRequest {}))
             .await
